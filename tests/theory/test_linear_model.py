@@ -1,0 +1,136 @@
+"""Tests of theory.linear_model: GD (16), the flow limit (20), coherence (27)."""
+
+import numpy as np
+import pytest
+
+from theory import convex as cx
+from theory import linear_model as lm
+
+GAMMA = float(np.exp(-8))
+
+
+def test_make_problem_is_seeded_and_consistent():
+    a, b = lm.make_problem(20, 40, 3, 3, seed=7), lm.make_problem(20, 40, 3, 3, seed=7)
+    np.testing.assert_array_equal(a.J, b.J)
+    assert np.linalg.matrix_rank(a.J) == 3
+    assert np.count_nonzero(a.s_star) == 3
+    np.testing.assert_allclose(a.J @ a.theta_star + a.s_star, a.y, atol=1e-10)
+    # θ★ is the minimum-norm solution: it lies in the row space of J.
+    np.testing.assert_allclose(np.linalg.pinv(a.J) @ a.J @ a.theta_star, a.theta_star, atol=1e-10)
+    batch = lm.make_problems(20, 40, 3, 3, seed=7, trials=3)
+    assert batch.J.shape == (3, 20, 40)
+    # a trial does not depend on how many trials were asked for
+    np.testing.assert_array_equal(lm.make_problems(20, 40, 3, 3, seed=7, trials=5).J[:3], batch.J)
+    with pytest.raises(ValueError, match="rank r"):
+        lm.make_problem(20, 40, 50, 3, seed=0)
+
+
+@pytest.mark.parametrize("lam,seed", [(1.0, 101), (0.3, 202)])
+def test_gd_matches_convex_in_exact_recovery_regime(lam, seed):
+    P = lm.make_problem(20, 40, 3, 3, seed=seed)
+    th_c, s_c, status = cx.solve_l2_l1(P.J, P.y, lam)
+    assert status == "optimal"
+    th_g, s_g, info = lm.gradient_descent(P.J, P.y, lm.alpha_for(lam, GAMMA), GAMMA)
+    assert info.finite
+    assert lm.relative_distance(th_g, th_c) <= 1e-3
+    assert lm.relative_distance(s_g, s_c) <= 1e-2
+
+
+@pytest.fixture(scope="module")
+def nontrivial():
+    """An instance and a λ whose convex solution is far from θ★ (Prop. 3.3 is non-trivial)."""
+    lam = 0.01
+    P = lm.make_problem(20, 40, 3, 3, seed=5)
+    th_c, s_c, status = cx.solve_l2_l1(P.J, P.y, lam)
+    assert status == "optimal"
+    assert lm.relative_error(th_c, P.theta_star) >= 0.1
+    return P, lam, th_c
+
+
+def test_gamma_to_zero_limit_of_prop_3_3(nontrivial):
+    P, lam, th_c = nontrivial
+    rhos = []
+    for log_gamma in (-8, -16, -32):
+        g = float(np.exp(log_gamma))
+        a = lm.alpha_for(lam, g)
+        # τ/10 keeps GD's O(τ) error below the finite-γ gap being measured.
+        tau = lm.default_tau(P.J, P.y, a) / 10
+        th, _, info = lm.gradient_descent(P.J, P.y, a, g, tau=tau, max_iter=2_000_000)
+        assert info.converged
+        rhos.append(lm.relative_distance(th, th_c))
+    assert rhos[0] > rhos[1] > rhos[2], rhos
+    assert rhos[2] <= 0.1, rhos
+
+
+def test_off_the_curve_gd_differs_from_convex(nontrivial):
+    P, lam, _ = nontrivial
+    th_far, _, status = cx.solve_l2_l1(P.J, P.y, 1.0)
+    assert status == "optimal"
+    th_g, _, _ = lm.gradient_descent(P.J, P.y, lm.alpha_for(lam, GAMMA), GAMMA)
+    assert lm.relative_distance(th_g, th_far) >= 0.1
+
+
+def test_gd_approaches_flow_limit_linearly_in_tau():
+    P = lm.make_problem(20, 40, 3, 3, seed=11)
+    a = lm.alpha_for(0.01, GAMMA)
+    th_f, s_f = lm.flow_limit(P.J, P.y, a, GAMMA)
+    tau0 = lm.default_tau(P.J, P.y, a)
+    d = []
+    for tau in (tau0, tau0 / 10):
+        th, s, info = lm.gradient_descent(P.J, P.y, a, GAMMA, tau=tau, tol=1e-9, max_iter=2_000_000)
+        assert info.converged
+        d.append(lm.relative_distance(th, th_f))
+    ratio = d[0] / d[1]
+    assert 5 <= ratio <= 20, (d, ratio)
+
+
+def test_flow_limit_solves_its_equation_and_is_checked():
+    P = lm.make_problem(20, 40, 3, 3, seed=3)
+    a = 50.0
+    th, s, nu = lm.flow_limit(P.J, P.y, a, GAMMA, return_nu=True)
+    np.testing.assert_allclose(P.J @ th + s, P.y, atol=1e-9)
+    np.testing.assert_allclose(s, 2 * GAMMA**2 * np.sinh(4 * a * nu), rtol=1e-12)
+    np.testing.assert_allclose(th, P.J.T @ nu, rtol=1e-12)
+    with pytest.raises(ValueError):
+        lm.flow_limit(P.J, P.y, -1.0, GAMMA)
+
+
+def test_invariants_of_eq_20_along_gd_trajectory():
+    P = lm.make_problem(20, 40, 3, 3, seed=13)
+    a = 20.0
+    tau = lm.default_tau(P.J, P.y, a) / 10
+    th, u, v = lm.gd_trajectory(P.J, P.y, a, GAMMA, tau, steps=20000)
+    # θ stays in the row space of J (it is Jᵀ times the summed residuals).
+    proj = np.linalg.pinv(P.J) @ P.J
+    off_row_space = np.linalg.norm(th - th @ proj.T, axis=1) / np.maximum(np.linalg.norm(th, axis=1), 1e-300)
+    assert off_row_space.max() <= 1e-9
+    # u⊙v = γ² for the flow; GD multiplies it by (1 − 4α²τ² r²) each step, so it
+    # can only shrink, and by at most Σ_k 4α²τ²r_k² (an O(τ) total over the run).
+    r_after = (th @ P.J.T) + u * u - v * v - P.y
+    r = np.vstack([-P.y[None], r_after[:-1]])  # step k uses the residual before it; r_0 = −y
+    drift_bound = np.cumsum(4 * a * a * tau * tau * r * r, axis=0)
+    ratio = u * v / GAMMA**2
+    assert np.all(ratio <= 1 + 1e-12)
+    assert np.all(1 - ratio <= drift_bound * (1 + 1e-9) + 1e-12)
+    assert np.max(1 - ratio) <= 2e-2
+
+
+def test_coherence_extremes():
+    rng = np.random.default_rng(0)
+    H = np.array([[1.0]])
+    for _ in range(3):  # Sylvester Hadamard, N = 8
+        H = np.block([[H, H], [H, -H]])
+    N, r, p = 8, 2, 5
+    J_incoherent = (H[:, :r] / np.sqrt(N)) @ rng.standard_normal((r, p))
+    assert lm.coherence(J_incoherent) == pytest.approx(1.0, abs=1e-12)
+    J_aligned = np.eye(N)[:, :r] @ rng.standard_normal((r, p))
+    assert lm.coherence(J_aligned) == pytest.approx(N / r, abs=1e-12)
+    assert lm.recovery_condition(100, 1, 2, 1.0) and not lm.recovery_condition(100, 20, 20, 1.0)
+
+
+def test_gradient_descent_rejects_bad_input():
+    P = lm.make_problem(20, 40, 3, 3, seed=0)
+    with pytest.raises(ValueError):
+        lm.gradient_descent(P.J, P.y[:5], 10.0, GAMMA)
+    with pytest.raises(ValueError):
+        lm.gradient_descent(P.J, P.y, 10.0, 0.0)
