@@ -1,0 +1,85 @@
+"""Losses: cross-entropy and the SOP loss (paper eqs. 4–9, App. A; reference code).
+
+All functions take a batch and return the **batch-mean** scalar loss (the
+reference code's reduction), so SGD learning rates mean what they mean there.
+
+SOP notation (paper eq. 5): ``s_i = u_i⊙u_i⊙y_i − v_i⊙v_i⊙(1 − y_i)`` with one-hot
+``y_i``. As in the reference code u has one column per sample (only its entry at
+the given class matters), v has K columns, and the projection onto [−1, 1] of
+eq. (6) is realised by clamping ``U² = clip(u²·y, 0, 1)``, ``V² = clip(v²·(1−y), 0, 1)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+EPS = 1e-4  # reference code's ε in φ (paper eq. 7)
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy. logits (B, K) float, labels (B,) int → scalar."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+
+def per_sample_cross_entropy(logits, labels):
+    """Per-sample CE, (B,), for detection scores and diagnostics."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    return -jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
+
+
+def noise_squares(u_b, v_b, y_onehot):
+    """``U² = clip(u²·y, 0, 1)`` and ``V² = clip(v²·(1−y), 0, 1)``, each (B, K).
+
+    u_b (B, 1) or (B, K), v_b (B, K) float32 rows of the per-sample tables.
+    """
+    return jnp.clip(u_b * u_b * y_onehot, 0.0, 1.0), jnp.clip(v_b * v_b * (1.0 - y_onehot), 0.0, 1.0)
+
+
+def sop_loss(logits, labels, u_b, v_b, variant: str = "reference", eps: float = EPS):
+    """The SOP loss for one batch; returns (scalar loss, aux dict).
+
+    ``variant="reference"`` (default) is the authors' code, term for term:
+
+        p̂   = φ(softmax(f) + U² − sg(V²)),  φ(w) = clip(max(w, ε)/‖max(w, ε)‖₁, ε, 1)   (eqs. 7–8)
+        L   = mean_i −log p̂_i[y_i]  +  Σ_i ‖onehot(argmax f_i) + U²_i − V²_i − y_i‖² / B   (eq. 9)
+
+    so θ and u learn from both terms (θ only through CE: the one-hot of argmax is a
+    stop-gradient projection) and v only from the MSE term (App. A.1: CE cannot
+    train v). ``variant="paper"`` is Algorithm 1: u from CE only, v from MSE only
+    (the MSE term sees ``sg(U²)``).
+
+    Gradient of the MSE term in v (per sample, before the 1/B): differentiating
+    ``s = u²y − v²(1−y)`` gives ``−4(h + s − y)⊙v⊙(1−y)``; App. A eq. (A.4) prints
+    it with a + sign, a sign slip in the paper (the descent direction is the same
+    as this code's).
+
+    Args: logits (B, K); labels (B,) int; u_b (B, 1); v_b (B, K).
+    Raises ValueError for an unknown variant.
+    """
+    if variant not in ("reference", "paper"):
+        raise ValueError(f"unknown SOP variant {variant!r}; use 'reference' or 'paper'")
+    K = logits.shape[-1]
+    y = jax.nn.one_hot(labels, K, dtype=jnp.float32)
+    U2, V2 = noise_squares(u_b, v_b, y)
+    probs = jax.nn.softmax(logits.astype(jnp.float32))
+    pred = jnp.maximum(probs + U2 - jax.lax.stop_gradient(V2), eps)
+    pred = pred / jnp.maximum(jnp.sum(jnp.abs(pred), axis=-1, keepdims=True), eps)
+    pred = jnp.clip(pred, eps, 1.0)
+    ce = -jnp.mean(jnp.sum(y * jnp.log(pred), axis=-1))
+    hard = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(logits), axis=-1), K, dtype=jnp.float32)
+    U2_mse = jax.lax.stop_gradient(U2) if variant == "paper" else U2
+    mse = jnp.sum((hard + U2_mse - V2 - y) ** 2) / logits.shape[0]
+    return ce + mse, {"ce": ce, "mse": mse}
+
+
+def noise_score(u, v, labels):
+    """Per-sample estimate of label noise: ‖s_i‖₁ = U²_i[y_i] + Σ_k V²_ik, in [0, K].
+
+    u (N, 1), v (N, K), labels (N,) int — the trained tables and the given labels.
+    Returns (N,) float32; higher means "more likely a wrong label".
+    """
+    y = jax.nn.one_hot(labels, v.shape[-1], dtype=jnp.float32)
+    U2, V2 = noise_squares(u, v, y)
+    return jnp.sum(U2, axis=-1) + jnp.sum(V2, axis=-1)

@@ -1,0 +1,156 @@
+"""Noisy training-label sets: synthetic (sym, symflip, asym) and human (CIFAR-N).
+
+Every label set is a :class:`LabelSet`: the noisy labels, the clean labels kept
+alongside for measurement only, and the realized noise rate. Synthetic sets are
+a pure function of (clean labels, rate, seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import zipfile
+
+import numpy as np
+
+from sopjax import safe_pickle
+from sopjax.data import DataError, candidate_dirs
+
+SYNTHETIC = ("clean", "sym", "symflip", "asym")
+CIFAR10N = {"aggre": "aggre_label", "rand1": "random_label1", "rand2": "random_label2",
+            "rand3": "random_label3", "worst": "worse_label"}
+CIFAR100N = {"noisy100": "noisy_label"}
+LABEL_SETS = SYNTHETIC + tuple(CIFAR10N) + tuple(CIFAR100N)
+# Patrini et al. 2017, as in paper App. A.2: truck→automobile, bird→airplane, deer→horse, cat↔dog.
+CIFAR10_ASYM = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+CIFARN_FILES = {"cifar10": "CIFAR-10_human.pt", "cifar100": "CIFAR-100_human.pt"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSet:
+    """noisy (N,) int32, clean (N,) int32, ``is_wrong`` = noisy ≠ clean, name, rate, seed."""
+
+    name: str
+    noisy: np.ndarray
+    clean: np.ndarray
+    requested_rate: float | None
+    seed: int
+
+    @property
+    def is_wrong(self) -> np.ndarray:
+        return self.noisy != self.clean
+
+    @property
+    def realized_rate(self) -> float:
+        return float(np.mean(self.is_wrong))
+
+
+def _check_rate(rate: float) -> float:
+    if not (isinstance(rate, (int, float)) and 0.0 <= rate <= 1.0):
+        raise ValueError(f"noise rate must lie in [0, 1], got {rate!r}; pass e.g. --noise-rate 0.4")
+    return float(rate)
+
+
+def symmetric(clean: np.ndarray, rate: float, num_classes: int, seed: int) -> np.ndarray:
+    """The reference code's symmetric noise: ``round(rate·N)`` random samples each get a
+    class drawn uniformly from all K classes, which may be the true one, so the
+    realized flip rate is about ``rate·(K−1)/K``. Returns (N,) int32."""
+    rate = _check_rate(rate)
+    rng = np.random.default_rng(seed)
+    noisy = clean.astype(np.int32).copy()
+    idx = rng.choice(len(clean), size=int(round(rate * len(clean))), replace=False)
+    noisy[idx] = rng.integers(0, num_classes, size=len(idx))
+    return noisy
+
+
+def symmetric_flip(clean: np.ndarray, rate: float, num_classes: int, seed: int) -> np.ndarray:
+    """Table 1 caption's symmetric noise: ``round(rate·N)`` samples flipped uniformly to
+    another class (never the true one); realized rate = rate. Returns (N,) int32."""
+    rate = _check_rate(rate)
+    rng = np.random.default_rng(seed)
+    noisy = clean.astype(np.int32).copy()
+    idx = rng.choice(len(clean), size=int(round(rate * len(clean))), replace=False)
+    noisy[idx] = (clean[idx] + rng.integers(1, num_classes, size=len(idx))) % num_classes
+    return noisy
+
+
+def asymmetric_cifar10(clean: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """CIFAR-10 asymmetric noise (App. A.2): exactly ``round(rate·n_c)`` samples of each
+    source class c ∈ {truck, bird, deer, cat, dog} flip by :data:`CIFAR10_ASYM`."""
+    rate = _check_rate(rate)
+    rng = np.random.default_rng(seed)
+    noisy = clean.astype(np.int32).copy()
+    for src, dst in CIFAR10_ASYM.items():
+        members = np.flatnonzero(clean == src)
+        pick = rng.choice(members, size=int(round(rate * len(members))), replace=False)
+        noisy[pick] = dst
+    return noisy
+
+
+def read_cifar_n(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """Read an official CIFAR-N ``.pt`` file without PyTorch.
+
+    The file is a zip whose ``*/data.pkl`` holds a dict of int64 numpy arrays; it
+    is unpickled by :mod:`sopjax.safe_pickle`, which refuses anything but numpy
+    arrays. Returns {key: (50000,) int32}. Raises DataError for a damaged file and
+    safe_pickle.UnsafePickleError for a pickle that asks for other code.
+    """
+    path = pathlib.Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next(n for n in z.namelist() if n.endswith("/data.pkl"))
+            raw = z.read(name)
+    except (zipfile.BadZipFile, StopIteration, OSError) as e:
+        raise DataError(f"{path} is not a CIFAR-N .pt file ({e}); download the official file again.") from e
+    d = safe_pickle.loads(raw)
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: expected a dict of label arrays, got {type(d).__name__}")
+    return {k: np.asarray(v, dtype=np.int32) for k, v in d.items()}
+
+
+def find_cifar_n(dataset: str, data_dir=None) -> pathlib.Path:
+    fname = CIFARN_FILES[dataset]
+    for d in candidate_dirs(data_dir):
+        for p in (d / fname, d / "cifar-n" / fname):
+            if p.is_file():
+                return p
+    raise DataError(f"{fname} not found in the data directories; get it from the CIFAR-N release "
+                    "(github.com/UCSC-REAL/cifar-10-100n) and put it in <data-dir>/cifar-n/.")
+
+
+def make_label_set(name: str, clean: np.ndarray, num_classes: int, rate: float = 0.0, seed: int = 0,
+                   data_dir=None) -> LabelSet:
+    """Build label set ``name`` for the training labels ``clean`` (N,).
+
+    Names: ``clean``; ``sym`` (reference code); ``symflip`` (Table 1 caption);
+    ``asym`` (CIFAR-10 pairs); CIFAR-10N ``aggre``, ``rand1``–``rand3``, ``worst``;
+    CIFAR-100N ``noisy100``. ``rate`` is used by the synthetic sets only.
+
+    Raises ValueError for an unknown name, a rate outside [0, 1], or a label set
+    that does not fit the dataset; DataError if a CIFAR-N file is missing or its
+    clean labels disagree with the images' labels (wrong order or wrong file).
+    """
+    clean = np.asarray(clean, dtype=np.int32)
+    if name not in LABEL_SETS:
+        raise ValueError(f"unknown label set {name!r}; choose one of {', '.join(LABEL_SETS)}")
+    if name in ("sym", "symflip", "asym"):
+        _check_rate(rate)
+    if name == "clean":
+        return LabelSet(name, clean.copy(), clean, 0.0, seed)
+    if name == "sym":
+        return LabelSet(name, symmetric(clean, rate, num_classes, seed), clean, rate, seed)
+    if name == "symflip":
+        return LabelSet(name, symmetric_flip(clean, rate, num_classes, seed), clean, rate, seed)
+    if name == "asym":
+        if num_classes != 10:
+            raise ValueError("asym is defined for CIFAR-10 only (CIFAR-100 has no common definition)")
+        return LabelSet(name, asymmetric_cifar10(clean, rate, seed), clean, rate, seed)
+    dataset, key = ("cifar10", CIFAR10N[name]) if name in CIFAR10N else ("cifar100", CIFAR100N[name])
+    if num_classes != (10 if dataset == "cifar10" else 100):
+        raise ValueError(f"label set {name!r} belongs to {dataset}, not a {num_classes}-class dataset")
+    path = find_cifar_n(dataset, data_dir)
+    arrays = read_cifar_n(path)
+    if not np.array_equal(arrays["clean_label"], clean):
+        raise DataError(f"{path}: clean_label does not match the training labels; images and label file "
+                        "must both be in the official CIFAR order.")
+    return LabelSet(name, arrays[key], clean, None, seed)
