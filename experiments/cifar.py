@@ -52,7 +52,14 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse(argv)
+    try:
+        return run(parse(argv))
+    except (ValueError, data_lib.DataError, train.TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
     preset, why = choose_preset(args.preset)
     cfg = config_lib.PRESETS[preset]
     changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
@@ -71,12 +78,8 @@ def main(argv=None) -> int:
     print(f"data: {ds.name} from {ds.source}; {len(x_train)} train / {len(ds.x_test)} test; label set "
           f"{labels.name!r}, realized noise rate {labels.realized_rate:.4f}; workdir {workdir}")
     arrays = train.Arrays(x_train, labels, ds.x_test, ds.y_test, ds.num_classes)
-    try:
-        s = train.fit(cfg, arrays, workdir, progress=not args.no_progress,
-                      extra_config={"preset": preset, "preset_reason": why, "data_source": ds.source})
-    except train.TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    s = train.fit(cfg, arrays, workdir, progress=not args.no_progress,
+                  extra_config={"preset": preset, "preset_reason": why, "data_source": ds.source})
     det = s["detection"]
     rows = [("method", s["method"]), ("label set (realized noise)", f"{s['label_set']} ({s['realized_noise_rate']:.2%})"),
             ("epochs", s["epochs"]), ("test acc best (epoch)", f"{s['test_acc_best']:.4f} ({s['test_acc_best_epoch']})"),

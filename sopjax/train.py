@@ -243,13 +243,16 @@ def _checkpointer(workdir: pathlib.Path):
 
 
 def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True, log_every: int = 25,
-        extra_config: dict | None = None) -> dict:
+        extra_config: dict | None = None, stop_after_epochs: int | None = None) -> dict | None:
     """Train ``cfg`` on ``arrays`` in ``workdir``; resume if it holds a checkpoint.
 
     Writes ``config.json`` (config, seed, versions, git commit, data source),
     ``metrics.jsonl`` (one line per epoch), ``summary.json`` and PNG plots.
     Returns the summary dict. Units: ``epochs`` are passes over the training set;
     test accuracy is measured after every epoch and reported best and last.
+
+    ``stop_after_epochs`` ends this invocation after that many epochs (as a
+    preemption would), returning None; the next call with the same workdir resumes.
 
     Raises TrainingDiverged on a NaN/inf loss (the last good checkpoint stays),
     ValueError if ``workdir`` holds a run with a different config.
@@ -304,7 +307,8 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     eval_idx = np.sort(eval_rng.choice(N, size=n_eval, replace=False))
     noisy, clean, wrong = arrays.labels.noisy, arrays.labels.clean, arrays.labels.is_wrong
 
-    for epoch in range(start_epoch, cfg.epochs):
+    end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
+    for epoch in range(start_epoch, end_epoch):
         t0 = time.perf_counter()
         batches = epoch_batches(state.rng, epoch, N, cfg.batch_size)
         sums: dict[str, jax.Array] = {}
@@ -348,6 +352,8 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
                   f"memorized wrong {rec['memorized_wrong']:.3f}  fit clean {rec['fit_clean_acc']:.3f}  "
                   f"{rec['images_per_s']:.0f} img/s", flush=True)
 
+    if end_epoch < cfg.epochs:
+        return None
     summary = summarize(cfg, state, arrays, history, predict, x_dev)
     scores = summary.pop("_scores")
     (workdir / "summary.json").write_text(json.dumps(summary, indent=1))

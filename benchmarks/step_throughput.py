@@ -1,0 +1,69 @@
+"""Training-step throughput (images/s) of SOP vs CE on the same model and batch.
+
+Run:
+    python -m benchmarks.step_throughput                        # quick-preset model, batch 128
+    python -m benchmarks.step_throughput --arch preact_resnet18 --width 1.0 --steps 20
+
+Uses a CIFAR-shaped uint8 training set of N = 50,000 random images on the device
+(throughput does not depend on pixel values), times ``--steps`` steps after
+``--warmup`` compiled warm-up steps, and prints images/s for each method and the
+SOP/CE step-time ratio. Target on the 2-core CPU: ratio ≤ 1.10. Printed, not asserted.
+"""
+
+import argparse
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from sopjax import config as config_lib
+from sopjax import models, train
+
+
+def time_method(cfg, x, y, steps, warmup):
+    model = models.make_model(cfg.arch, 10, cfg.width)
+    tx_fn = lambda p: train.make_optimizer(cfg, len(x) // cfg.batch_size, p)
+    state = train.init_state(cfg, model, tx_fn, x, len(x), 10)
+    step = train.make_train_step(cfg, model, tx_fn(state.params))
+    data = (jax.device_put(x), jax.device_put(y))
+    batches = train.epoch_batches(state.rng, 0, len(x), cfg.batch_size)
+    for i in range(warmup):
+        state, m = step(state, batches[i], data)
+    jax.block_until_ready(m)
+    t = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        state, m = step(state, batches[i], data)
+    jax.block_until_ready((state, m))
+    return (time.perf_counter() - t) / steps
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--arch")
+    ap.add_argument("--width", type=float)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
+    a = ap.parse_args()
+    cfg = config_lib.PRESETS[a.preset]
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in (("arch", a.arch), ("width", a.width), ("batch_size", a.batch_size)) if v})
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (50_000, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 50_000).astype(np.int32)
+    res = {"ce": [], "sop": []}
+    for _ in range(a.repeats):  # interleave so drift in machine load hits both
+        for method in ("ce", "sop"):
+            res[method].append(time_method(dataclasses.replace(cfg, method=method), x, y, a.steps, a.warmup))
+    t = {k: min(v) for k, v in res.items()}
+    print(f"backend {jax.default_backend()}, {cfg.arch} width {cfg.width}, batch {cfg.batch_size}, "
+          f"{a.steps} timed steps, best of {a.repeats}")
+    for k in ("ce", "sop"):
+        print(f"{k:>4}: {1e3 * t[k]:.1f} ms/step, {cfg.batch_size / t[k]:.0f} images/s")
+    print(f"SOP/CE step-time ratio: {t['sop'] / t['ce']:.3f} (target ≤ 1.10)")
+
+
+if __name__ == "__main__":
+    main()
