@@ -14,7 +14,9 @@ Public API
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
 from typing import NamedTuple
 
 import jax
@@ -197,7 +199,7 @@ _gd_alphas = jax.vmap(_gd_single, in_axes=(None, None, 0, None, 0, None, None))
 _gd_batch = jax.jit(jax.vmap(_gd_alphas, in_axes=(0, 0, None, None, None, None, None)))
 
 
-def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-7, max_iter=400_000, return_uv=False):
+def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-7, max_iter=400_000, return_uv=False, chunk=None):
     """Gradient descent of eq. (16) on ``h(θ,u,v) = ½‖Jθ + u⊙u − v⊙v − y‖²``.
 
     Learning rate τ for θ and ατ for u and v, from θ = 0, u = v = γ·1 (eq. 19).
@@ -215,7 +217,8 @@ def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-7, max_iter=400_000, r
         tol: stop when ``‖Jθ + s − y‖₂ / ‖y‖₂ ≤ tol``; units: relative residual.
             Below ~1e-8 float64 rounding of Jθ + s − y sets the floor.
         max_iter: iteration cap (counted in GD steps, rounded up to 200).
-        return_uv: also return u and v in ``info`` (as a dict entry pair).
+        return_uv: also return ``(u, v)`` as a fourth output.
+        chunk: trials per compiled batch (default: what keeps K within ~2 MiB of cache).
 
     Returns:
         ``(theta, s, info)``: theta (…, p) and s = u⊙u − v⊙v (…, N) as float64
@@ -241,13 +244,21 @@ def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-7, max_iter=400_000, r
     tau = np.broadcast_to(np.asarray(tau, dtype=np.float64), alpha_arr.shape)
     if not np.all(tau > 0):
         raise ValueError(f"tau must be positive, got {tau}")
-    with x64():
-        K = np.einsum("tnp,tmp->tnm", J, J)
-        w, s, u, v, it, res = _gd_batch(
-            jnp.asarray(K), jnp.asarray(y), jnp.asarray(alpha_arr), float(gamma), jnp.asarray(tau),
-            float(tol), int(max_iter),
-        )
-        w, s, u, v, it, res = (np.asarray(a) for a in (w, s, u, v, it, res))
+    K = np.einsum("tnp,tmp->tnm", J, J)
+    # Trials run in chunks of `chunk`: the whole batch's K (T·N²·8 bytes) is re-read
+    # every step, so a batch that outgrows the CPU cache turns GD memory-bound.
+    chunk = max(1, min(len(J), chunk or max(1, (1 << 21) // (8 * K[0].size * len(alpha_arr)))))
+    def run(c):
+        with x64():
+            out = _gd_batch(jnp.asarray(K[c:c + chunk]), jnp.asarray(y[c:c + chunk]), jnp.asarray(alpha_arr),
+                            float(gamma), jnp.asarray(tau), float(tol), int(max_iter))
+            return [np.asarray(a) for a in out]
+
+    # Chunks are independent XLA calls that release the GIL: one thread per core.
+    starts = list(range(0, len(J), chunk))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
+        parts = list(pool.map(run, starts))
+    w, s, u, v, it, res = (np.concatenate(p) for p in zip(*parts))
     theta = np.einsum("tnp,tan->tap", J, w)
     finite = np.isfinite(res) & np.all(np.isfinite(theta), axis=-1)
     info = GDInfo(iterations=it, residual=res, converged=finite & (res <= tol), finite=finite, tau=tau)
