@@ -78,7 +78,7 @@ def run(args) -> int:
     print(f"data: {ds.name} from {ds.source}; {len(x_train)} train / {len(ds.x_test)} test; label set "
           f"{labels.name!r}, realized noise rate {labels.realized_rate:.4f}; workdir {workdir}")
     arrays = train.Arrays(x_train, labels, ds.x_test, ds.y_test, ds.num_classes)
-    s = train.fit(cfg, arrays, workdir, progress=not args.no_progress,
+    s = train.fit(cfg, arrays, workdir, progress=not args.no_progress, log_epochs=True,
                   extra_config={"preset": preset, "preset_reason": why, "data_source": ds.source})
     det = s["detection"]
     rows = [("method", s["method"]), ("label set (realized noise)", f"{s['label_set']} ({s['realized_noise_rate']:.2%})"),

@@ -39,3 +39,8 @@ def pr_curve(scores, positives, points: int = 200):
     qs = np.unique(np.quantile(scores, np.linspace(0, 1, points)))
     pr = np.array([precision_recall(scores, positives, t) for t in qs])
     return pr[:, 0], pr[:, 1]
+
+
+def ranking(scores) -> np.ndarray:
+    """Dataset indices sorted from most to least suspect (descending score, ties by index)."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")

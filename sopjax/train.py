@@ -224,7 +224,9 @@ class Arrays:
 def _versions() -> dict:
     import orbax.checkpoint
 
-    return {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "flax": flax.__version__, "optax": optax.__version__, "orbax-checkpoint": orbax.checkpoint.__version__,
             "numpy": np.__version__, "backend": jax.default_backend()}
 
@@ -243,11 +245,14 @@ def _checkpointer(workdir: pathlib.Path):
 
 
 def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True, log_every: int = 25,
-        extra_config: dict | None = None, stop_after_epochs: int | None = None) -> dict | None:
+        extra_config: dict | None = None, stop_after_epochs: int | None = None,
+        log_epochs: bool = False) -> dict | None:
     """Train ``cfg`` on ``arrays`` in ``workdir``; resume if it holds a checkpoint.
 
     Writes ``config.json`` (config, seed, versions, git commit, data source),
-    ``metrics.jsonl`` (one line per epoch), ``summary.json`` and PNG plots.
+    ``metrics.jsonl`` (one line per epoch), ``summary.json``, PNG plots, and
+    ``noise_scores.npz``: per-sample noise score (N,) and ``ranking``, the dataset
+    indices sorted from most to least suspect.
     Returns the summary dict. Units: ``epochs`` are passes over the training set;
     test accuracy is measured after every epoch and reported best and last.
 
@@ -347,7 +352,7 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
             f.write(json.dumps(rec) + "\n")
         mngr.save(epoch + 1, args=ocp.args.StandardSave(state))
         mngr.wait_until_finished()
-        if progress:
+        if progress or log_epochs:
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.3f}  test {rec['test_acc']:.4f}  "
                   f"memorized wrong {rec['memorized_wrong']:.3f}  fit clean {rec['fit_clean_acc']:.3f}  "
                   f"{rec['images_per_s']:.0f} img/s", flush=True)
@@ -356,6 +361,9 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
         return None
     summary = summarize(cfg, state, arrays, history, predict, x_dev)
     scores = summary.pop("_scores")
+    # The ranking users act on: dataset indices, most suspect first (a plain npz, no pickle).
+    np.savez(workdir / "noise_scores.npz", score=scores, ranking=detection.ranking(scores),
+             given_label=arrays.labels.noisy, score_name=np.array(summary["detection_primary"]))
     (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
     from sopjax import plots
 

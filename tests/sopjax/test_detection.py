@@ -13,3 +13,7 @@ def test_auroc_against_brute_force_pairs():
     assert np.isnan(detection.auroc(s, np.zeros(300, bool)))
     p, r = detection.precision_recall(np.array([0.9, 0.8, 0.1, 0.7]), np.array([1, 0, 0, 1], bool), 0.5)
     assert (p, r) == (2 / 3, 1.0)
+
+
+def test_ranking_puts_highest_scores_first():
+    np.testing.assert_array_equal(detection.ranking(np.array([0.1, 0.9, 0.5, 0.9])), [1, 3, 2, 0])

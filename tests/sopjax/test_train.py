@@ -118,8 +118,10 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path):
     a, b = final(tmp_path / "a"), final(tmp_path / "b")
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    for f in ("config.json", "summary.json", "training_curves.png", "detection.png"):
+    for f in ("config.json", "summary.json", "training_curves.png", "detection.png", "noise_scores.npz"):
         assert (tmp_path / "b" / f).is_file()
+    with np.load(tmp_path / "b" / "noise_scores.npz") as z:
+        assert sorted(z["ranking"]) == list(range(256)) and z["score"][z["ranking"][0]] == z["score"].max()
     rec = json.loads((tmp_path / "b" / "config.json").read_text())
     assert rec["seed"] == 0 and "code_version" in rec and "jax" in rec["versions"]
     with pytest.raises(ValueError, match="different config"):
