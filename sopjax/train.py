@@ -283,6 +283,9 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
         if old.get("config") != json.loads(json.dumps(cfg_record["config"])):
             raise ValueError(f"{workdir} holds a run with a different config; use a new --workdir "
                              "(or delete it to start over)")
+        # Keep the original record; note the code version of every resumption.
+        old["resumed_with"] = old.get("resumed_with", []) + [cfg_record["code_version"]]
+        cfg_record = old
     cfg_path.write_text(json.dumps(cfg_record, indent=1))
 
     tx_fn = functools.partial(make_optimizer, cfg, steps_per_epoch)

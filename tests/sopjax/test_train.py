@@ -124,6 +124,7 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path):
         assert sorted(z["ranking"]) == list(range(256)) and z["score"][z["ranking"][0]] == z["score"].max()
     rec = json.loads((tmp_path / "b" / "config.json").read_text())
     assert rec["seed"] == 0 and "code_version" in rec and "jax" in rec["versions"]
+    assert len(rec["resumed_with"]) == 1
     with pytest.raises(ValueError, match="different config"):
         train.fit(dataclasses.replace(cfg, lr=0.1), arrays, tmp_path / "b", progress=False)
 
