@@ -349,7 +349,8 @@ def figure4(cfg: Fig4Config, seed: int, out: pathlib.Path, solver: str) -> dict:
                             (axes[1], gd_rate, f"GD (16), α={alpha:.0f}, γ=e^-8, {min(cfg.gd_trials, cfg.trials)} trials, ≤{cfg.gd_max_iter} steps")):
         im = ax.pcolormesh(ks, rs, grid, vmin=0, vmax=1, cmap="gray", shading="nearest")
         ax.plot(np.sqrt(cfg.N / (4 * mu_mean * rr)), rr, "r-", lw=2, label=f"k²r = N/(4μ), mean μ={mu_mean:.2f}")
-        # axes start at 0 so the (tiny) region k²r < N/(4μ) is visible
+        # axes start at 0 so the (tiny) region k²r < N/(4μ) is visible; off-grid area is blue, not "success"
+        ax.set_facecolor("#cfe2f3")
         ax.set(xlabel="sparsity k", ylabel="rank r", title=title, xlim=(0, ks.max() + 2.5), ylim=(0, rs.max() + 2.5))
         ax.legend(loc="upper right", fontsize=8)
         fig.colorbar(im, ax=ax, label="success rate (ε_θ, ε_s < 1e-3)")
