@@ -32,6 +32,7 @@ import optax
 
 from sopjax import detection, losses, models
 from sopjax.config import Config
+from sopjax.provenance import code_version
 from sopjax.noise import LabelSet
 
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
@@ -229,12 +230,6 @@ def _versions() -> dict:
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "flax": flax.__version__, "optax": optax.__version__, "orbax-checkpoint": orbax.checkpoint.__version__,
             "numpy": np.__version__, "backend": jax.default_backend()}
-
-
-def code_version() -> str:
-    from theory.phase_transition import code_version as cv
-
-    return cv()
 
 
 def _checkpointer(workdir: pathlib.Path):

@@ -21,12 +21,12 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import subprocess
 import sys
 import time
 
 import numpy as np
 
+from sopjax.provenance import code_version
 from theory import convex as cx
 from theory import linear_model as lm
 
@@ -90,17 +90,6 @@ QUICK = {
     3: dict(n_lam=6, trials=2, ks=(10, 40), rs=(10, 40)),
     4: dict(rs=(5, 20, 40, 60), ks=(5, 20, 40, 60), trials=3, gd_trials=2, gd_max_iter=20_000),
 }
-
-
-def code_version() -> str:
-    """``git describe`` of the checkout (with ``-dirty``), or 'unknown' outside git."""
-    try:
-        root = pathlib.Path(__file__).resolve().parent
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _cell_seed(*parts: int) -> int:
