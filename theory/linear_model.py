@@ -135,13 +135,18 @@ def default_tau(J, y, alpha_max: float) -> float:
     most 1 using ``‖y‖_∞`` as the scale of |s|, which leaves a factor-2 margin for
     transients where |s| overshoots. For a batch of problems take the max over it.
     """
+    sig2, ymax = _tau_scales(J, y)
+    return 1.0 / (sig2 + 4.0 * float(alpha_max) * ymax)
+
+
+def _tau_scales(J, y) -> tuple[float, float]:
+    """``max ‖J‖₂²`` and ``max(‖y‖_∞, 1)`` over a batch: the two scales of :func:`default_tau`."""
     J = np.asarray(J, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if J.ndim == 2:
         J, y = J[None], y[None]
     sig2 = max(float(np.linalg.norm(Ji, 2)) ** 2 for Ji in J)
-    ymax = max(float(np.max(np.abs(y))), 1.0)
-    return 1.0 / (sig2 + 4.0 * float(alpha_max) * ymax)
+    return sig2, max(float(np.max(np.abs(y))), 1.0)
 
 
 class GDInfo(NamedTuple):
@@ -240,7 +245,8 @@ def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-7, max_iter=400_000, r
     if not gamma > 0 or np.any(alpha_arr <= 0):
         raise ValueError(f"need gamma > 0 and alpha > 0, got gamma={gamma}, alpha={alpha}")
     if tau is None:
-        tau = np.array([default_tau(J, y, a) for a in alpha_arr])
+        sig2, ymax = _tau_scales(J, y)  # once for all α, not once per α
+        tau = 1.0 / (sig2 + 4.0 * alpha_arr * ymax)
     tau = np.broadcast_to(np.asarray(tau, dtype=np.float64), alpha_arr.shape)
     if not np.all(tau > 0):
         raise ValueError(f"tau must be positive, got {tau}")

@@ -296,16 +296,14 @@ def figure4(cfg: Fig4Config, seed: int, out: pathlib.Path, solver: str) -> dict:
             seeds[i, j] = cs = _cell_seed(seed, 4, int(r), int(k))
             P = lm.make_problems(cfg.N, cfg.p, int(r), int(k), cs, cfg.trials)
             mus[i, j] = np.mean([lm.coherence(Jt) for Jt in P.J])
-            wins, n_ok = 0, 0
-            for tr in range(cfg.trials):
-                sol = prog.solve(P.J[tr], P.y[tr], cfg.lam)
-                status_counts[sol.status] = status_counts.get(sol.status, 0) + 1
-                if not sol.ok:
-                    failed.append(dict(r=int(r), k=int(k), trial=tr, status=sol.status))
-                    continue
-                n_ok += 1
-                wins += (lm.relative_error(sol.theta, P.theta_star[tr]) < cfg.threshold) and (
-                    lm.relative_error(sol.s, P.s_star[tr]) < cfg.threshold)
+            et, es, st = _sweep(prog, P, np.array([cfg.lam]))
+            for tr, status in enumerate(row[0] for row in st):
+                status_counts[status] = status_counts.get(status, 0) + 1
+                if status not in cx.OK_STATUSES:
+                    failed.append(dict(r=int(r), k=int(k), trial=tr, status=status))
+            solved = np.isfinite(et[:, 0])
+            n_ok = int(solved.sum())
+            wins = int(np.sum((et[solved, 0] < cfg.threshold) & (es[solved, 0] < cfg.threshold)))
             rate[i, j] = wins / n_ok if n_ok else np.nan
             n_gd = min(cfg.gd_trials, cfg.trials)
             gd_J.append(P.J[:n_gd]); gd_y.append(P.y[:n_gd])
