@@ -23,12 +23,6 @@ def cross_entropy(logits, labels):
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
 
 
-def per_sample_cross_entropy(logits, labels):
-    """Per-sample CE, (B,), for detection scores and diagnostics."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-    return -jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
-
-
 def noise_squares(u_b, v_b, y_onehot):
     """``U² = clip(u²·y, 0, 1)`` and ``V² = clip(v²·(1−y), 0, 1)``, each (B, K).
 
