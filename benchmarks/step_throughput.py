@@ -18,16 +18,15 @@ import jax
 import numpy as np
 
 from sopjax import config as config_lib
-from sopjax import models, train
+from sopjax import models, pipeline, train
 
 
 def time_method(cfg, x, y, steps, warmup):
     model = models.make_model(cfg.arch, 10, cfg.width)
-    tx_fn = lambda p: train.make_optimizer(cfg, len(x) // cfg.batch_size, p)
-    state = train.init_state(cfg, model, tx_fn, x, len(x), 10)
-    step = train.make_train_step(cfg, model, tx_fn(state.params))
+    state = train.create_train_state(cfg, model, x, len(x), 10, len(x) // cfg.batch_size)
+    step = lambda s, idx, data: train.device_step(s, idx, data, cfg)
     data = (jax.device_put(x), jax.device_put(y))
-    batches = train.epoch_batches(state.rng, 0, len(x), cfg.batch_size)
+    batches = pipeline.epoch_batches(state.rng, 0, len(x), cfg.batch_size)
     for i in range(warmup):
         state, m = step(state, batches[i], data)
     jax.block_until_ready(m)

@@ -21,11 +21,24 @@ from sopjax import config as config_lib
 from sopjax import data as data_lib
 from sopjax import noise, train
 
-OVERRIDES = {  # flag -> (Config field, type)
-    "dataset": str, "label_set": str, "noise_rate": float, "method": str, "sop_variant": str, "arch": str,
-    "width": float, "epochs": int, "batch_size": int, "lr": float, "lr_u": float, "lr_v": float,
-    "weight_decay": float, "schedule": str, "seed": int, "subset": int, "eval_subset": int,
-}
+def _milestones(text: str) -> tuple:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs such as 40,80, got {text!r}") from None
+
+
+# Config field type (as written in the dataclass) -> argparse keyword arguments.
+FLAG_KINDS = {"str": {"type": str}, "int": {"type": int}, "float": {"type": float},
+              "tuple": {"type": _milestones}, "bool": {"action": argparse.BooleanOptionalAction}}
+
+
+def add_config_flags(ap: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Config` field (``lr_u`` → ``--lr-u``), default None = the preset's value."""
+    for f in dataclasses.fields(config_lib.Config):
+        kind = FLAG_KINDS[f.type if isinstance(f.type, str) else f.type.__name__]
+        ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                        help=f"{f.metadata.get('help', '')} (preset default if omitted)", **kind)
 
 
 def choose_preset(requested: str | None) -> tuple[str, str]:
@@ -37,18 +50,19 @@ def choose_preset(requested: str | None) -> tuple[str, str]:
     return "quick", f"default without an accelerator (JAX backend: {backend})"
 
 
-def parse(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(config_lib.PRESETS))
-    for name, typ in OVERRIDES.items():
-        ap.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
-    ap.add_argument("--milestones", type=lambda s: tuple(int(x) for x in s.split(",")), default=None,
-                    help="comma-separated epochs for --schedule multistep")
+    add_config_flags(ap)
     ap.add_argument("--workdir", default=None, help="run directory (default runs/<preset>-<method>-<labels>-s<seed>)")
     ap.add_argument("--data-dir", default=None, help=f"folder with CIFAR (else ${data_lib.ENV_VAR}, then ./data, ../shared/data …)")
     ap.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
     ap.add_argument("--no-progress", action="store_true")
-    return ap.parse_args(argv)
+    return ap
+
+
+def parse(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
@@ -59,16 +73,17 @@ def main(argv=None) -> int:
         return 2
 
 
-def run(args) -> int:
+def build_config(args) -> tuple[config_lib.Config, str, str, dict]:
+    """The preset (chosen or by backend) with the flags given applied; validated."""
     preset, why = choose_preset(args.preset)
-    cfg = config_lib.PRESETS[preset]
-    changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    if args.milestones is not None:
-        changes["milestones"] = args.milestones
-    cfg = dataclasses.replace(cfg, **changes).validate()
-    print(f"preset {preset!r} ({why}); overrides: {changes or 'none'}")
-    workdir = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
+    fields = [f.name for f in dataclasses.fields(config_lib.Config)]
+    changes = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    cfg = dataclasses.replace(config_lib.PRESETS[preset], **changes).validate()
+    return cfg, preset, why, changes
 
+
+def load_arrays(cfg: config_lib.Config, args) -> tuple[train.Arrays, str]:
+    """The dataset and its label set, cut to ``cfg.subset``; returns (arrays, data source)."""
     ds = data_lib.load_cifar(cfg.dataset, args.data_dir, download_missing=not args.no_download)
     labels = noise.make_label_set(cfg.label_set, ds.y_train, ds.num_classes, cfg.noise_rate, cfg.seed, args.data_dir)
     x_train = ds.x_train
@@ -76,18 +91,36 @@ def run(args) -> int:
         x_train = x_train[: cfg.subset]
         labels = dataclasses.replace(labels, noisy=labels.noisy[: cfg.subset], clean=labels.clean[: cfg.subset])
     print(f"data: {ds.name} from {ds.source}; {len(x_train)} train / {len(ds.x_test)} test; label set "
-          f"{labels.name!r}, realized noise rate {labels.realized_rate:.4f}; workdir {workdir}")
-    arrays = train.Arrays(x_train, labels, ds.x_test, ds.y_test, ds.num_classes)
-    s = train.fit(cfg, arrays, workdir, progress=not args.no_progress, log_epochs=True,
-                  extra_config={"preset": preset, "preset_reason": why, "data_source": ds.source})
-    det = s["detection"]
+          f"{labels.name!r}, realized noise rate {labels.realized_rate:.4f}")
+    return train.Arrays(x_train, labels, ds.x_test, ds.y_test, ds.num_classes), ds.source
+
+
+def _f(v, spec=".4f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def summary_rows(s: dict) -> list[tuple[str, str]]:
+    """The printed result table of one run, as (label, value) rows."""
     rows = [("method", s["method"]), ("label set (realized noise)", f"{s['label_set']} ({s['realized_noise_rate']:.2%})"),
-            ("epochs", s["epochs"]), ("test acc best (epoch)", f"{s['test_acc_best']:.4f} ({s['test_acc_best_epoch']})"),
-            ("test acc last", f"{s['test_acc_last']:.4f}"), ("wrong labels memorized (last)", f"{s['memorized_wrong_last']:.4f}"),
-            ("fit vs clean labels (last)", f"{s['fit_clean_acc_last']:.4f}")]
-    for name, d in det.items():
-        rows.append((f"detection {name}: AUROC / P / R @{d['threshold']}", f"{d['auroc']:.4f} / {d['precision']:.3f} / {d['recall']:.3f}"))
-    rows += [("images/s (train)", f"{s['mean_images_per_s']:.0f}"), ("wall time (s)", f"{s['train_wall_s']:.0f}")]
+            ("epochs", str(s["epochs"])),
+            ("test acc best, selected on test (epoch)", f"{_f(s['test_acc_best'])} ({s['test_acc_best_epoch']})"),
+            ("test acc last", _f(s["test_acc_last"])), ("wrong labels memorized (last)", _f(s["memorized_wrong_last"])),
+            ("fit vs clean labels (last)", _f(s["fit_clean_acc_last"]))]
+    for name, d in s["detection"].items():
+        rows.append((f"detection {name}: AUROC / P / R @{d['threshold']}",
+                     f"{_f(d['auroc'])} / {_f(d['precision'], '.3f')} / {_f(d['recall'], '.3f')}"))
+    return rows + [("images/s (train)", _f(s["mean_images_per_s"], ".0f")), ("wall time (s)", _f(s["train_wall_s"], ".0f"))]
+
+
+def run(args) -> int:
+    cfg, preset, why, changes = build_config(args)
+    print(f"preset {preset!r} ({why}); overrides: {changes or 'none'}")
+    workdir = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
+    arrays, source = load_arrays(cfg, args)
+    print(f"workdir {workdir}")
+    s = train.fit(cfg, arrays, workdir, progress=not args.no_progress, log_epochs=True,
+                  extra_config={"preset": preset, "preset_reason": why, "data_source": source})
+    rows = summary_rows(s)
     w = max(len(r[0]) for r in rows)
     print("\n" + "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows))
     print(f"\nrun directory: {workdir}")

@@ -13,30 +13,37 @@ import dataclasses
 from sopjax import models, noise
 
 
+def _f(default, help: str):
+    """A Config field with its CLI help (the CLI builds one flag per field from these)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    dataset: str = "cifar10"
-    label_set: str = "worst"
-    noise_rate: float = 0.0
-    method: str = "sop"             # "sop" or "ce"
-    sop_variant: str = "reference"  # "reference" (code) or "paper" (Algorithm 1)
-    arch: str = "preact_resnet18"
-    width: float = 1.0
-    epochs: int = 300
-    batch_size: int = 128
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"        # "cosine" or "multistep"
-    milestones: tuple = (40, 80)    # epochs, for "multistep" (×0.1 at each)
-    lr_u: float = 10.0
-    lr_v: float = 10.0
-    init_std: float = 1e-8          # std of the N(0, σ²) init of u and v (Alg. 1, line 2)
-    seed: int = 0
-    subset: int = 0                 # use the first N training images (0 = all), for quick checks
-    eval_subset: int = 5000         # seeded train subset for memorization metrics (0 = all)
-    detect_threshold: float = 0.5   # score threshold for precision/recall of wrong-label detection
-    augment: bool = True
+    """One training run. Every field is a CLI flag of ``experiments.cifar`` (``--lr-u`` for ``lr_u``)."""
+
+    dataset: str = _f("cifar10", "cifar10 or cifar100")
+    label_set: str = _f("worst", "label noise: clean, sym, symflip, asym, aggre, rand1-rand3, worst, noisy100")
+    noise_rate: float = _f(0.0, "synthetic noise rate in [0, 1] (sym, symflip, asym only)")
+    method: str = _f("sop", "sop or ce")
+    sop_variant: str = _f("reference", "reference (the authors' code) or paper (Algorithm 1)")
+    arch: str = _f("preact_resnet18", "network: " + ", ".join(models.ARCHS))
+    width: float = _f(1.0, "channel-width multiplier (1.0 = published widths)")
+    epochs: int = _f(300, "passes over the training set")
+    batch_size: int = _f(128, "images per step")
+    lr: float = _f(0.02, "network SGD learning rate (batch-mean loss)")
+    momentum: float = _f(0.9, "network SGD momentum (PyTorch convention, no dampening)")
+    weight_decay: float = _f(5e-4, "network L2 weight decay, added to the gradient")
+    schedule: str = _f("cosine", "cosine (to 0 over all steps) or multistep")
+    milestones: tuple = _f((40, 80), "epochs at which multistep multiplies lr by 0.1, comma-separated")
+    lr_u: float = _f(10.0, "plain-SGD learning rate of the u table (batch-mean loss)")
+    lr_v: float = _f(10.0, "plain-SGD learning rate of the v table (batch-mean loss)")
+    init_std: float = _f(1e-8, "std of the N(0, std^2) init of u and v (Algorithm 1, line 2)")
+    seed: int = _f(0, "fixes the synthetic labels, the init and the data order")
+    subset: int = _f(0, "train on the first N training images only (0 = all)")
+    eval_subset: int = _f(5000, "size of the seeded train subset memorization is measured on (0 = all)")
+    detect_threshold: float = _f(0.5, "noise-score threshold for the precision/recall of detection")
+    augment: bool = _f(True, "random crop and flip of the training images")
 
     def validate(self) -> "Config":
         """Raise ValueError naming the fix for any field out of range."""
@@ -44,8 +51,7 @@ class Config:
             raise ValueError(f"--method must be 'sop' or 'ce', got {self.method!r}")
         if self.label_set not in noise.LABEL_SETS:
             raise ValueError(f"unknown label set {self.label_set!r}; choose one of {', '.join(noise.LABEL_SETS)}")
-        if not 0.0 <= self.noise_rate <= 1.0:
-            raise ValueError(f"--noise-rate must lie in [0, 1], got {self.noise_rate}")
+        noise.check_rate(self.noise_rate)
         if self.arch not in models.ARCHS:
             raise ValueError(f"unknown --arch {self.arch!r}; choose one of {models.ARCHS}")
         if self.schedule not in ("cosine", "multistep"):

@@ -25,6 +25,7 @@ import urllib.request
 import numpy as np
 
 from sopjax import safe_pickle
+from sopjax.errors import DataError  # noqa: F401  (re-exported: data.DataError)
 
 ENV_VAR = "SOPJAX_DATA_DIR"
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -53,10 +54,6 @@ OFFICIAL = {
 }
 JPEG_NPZ = "cifar10-jpeg.npz"
 JPEG_NPZ_SHA256 = "02dc9ba81d06929d787923d8d9f450912b45334f7711966ff1bf25a585131709"
-
-
-class DataError(RuntimeError):
-    """A dataset is missing or corrupt. The message names the file and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,20 +154,24 @@ def _read_official(root: pathlib.Path, name: str):
             return p.read_bytes()
         where = str(folder)
     elif archive.is_file():
-        tar = tarfile.open(archive, "r:gz")
-
-        def read(member):
-            try:
-                return tar.extractfile(f"{spec['folder']}/{member}").read()
-            except (KeyError, AttributeError):
-                raise DataError(f"{archive} has no {spec['folder']}/{member}; it is not the official archive. "
-                                "Delete it and re-download.") from None
-        where = str(archive)
+        with tarfile.open(archive, "r:gz") as tar:
+            def read_tar(member):
+                try:
+                    return tar.extractfile(f"{spec['folder']}/{member}").read()
+                except (KeyError, AttributeError):
+                    raise DataError(f"{archive} has no {spec['folder']}/{member}; it is not the official archive. "
+                                    "Delete it and re-download.") from None
+            return (*_read_splits(read_tar, spec), str(archive))
     else:
         return None
+    return (*_read_splits(read, spec), where)
+
+
+def _read_splits(read, spec) -> tuple:
+    """(x_train, y_train, x_test, y_test) from the official batch files, each read by ``read(member)``."""
     parts = {split: [_unpack_batch(read(m), spec["label_key"]) for m in spec[split]] for split in ("train", "test")}
     cat = {s: (np.concatenate([a for a, _ in v]), np.concatenate([b for _, b in v])) for s, v in parts.items()}
-    return (*cat["train"], *cat["test"], where)
+    return (*cat["train"], *cat["test"])
 
 
 def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from sopjax import safe_pickle
-from sopjax.data import DataError, candidate_dirs
+from sopjax.errors import DataError
 
 SYNTHETIC = ("clean", "sym", "symflip", "asym")
 CIFAR10N = {"aggre": "aggre_label", "rand1": "random_label1", "rand2": "random_label2",
@@ -28,12 +28,11 @@ CIFARN_FILES = {"cifar10": "CIFAR-10_human.pt", "cifar100": "CIFAR-100_human.pt"
 
 @dataclasses.dataclass(frozen=True)
 class LabelSet:
-    """noisy (N,) int32, clean (N,) int32, ``is_wrong`` = noisy ≠ clean, name, rate, seed."""
+    """noisy (N,) int32, clean (N,) int32, ``is_wrong`` = noisy ≠ clean, the set's name and seed."""
 
     name: str
     noisy: np.ndarray
     clean: np.ndarray
-    requested_rate: float | None
     seed: int
 
     @property
@@ -45,7 +44,8 @@ class LabelSet:
         return float(np.mean(self.is_wrong))
 
 
-def _check_rate(rate: float) -> float:
+def check_rate(rate: float) -> float:
+    """The one check of a synthetic noise rate; raises ValueError unless it lies in [0, 1]."""
     if not (isinstance(rate, (int, float)) and 0.0 <= rate <= 1.0):
         raise ValueError(f"noise rate must lie in [0, 1], got {rate!r}; pass e.g. --noise-rate 0.4")
     return float(rate)
@@ -55,7 +55,6 @@ def symmetric(clean: np.ndarray, rate: float, num_classes: int, seed: int) -> np
     """The reference code's symmetric noise: ``round(rate·N)`` random samples each get a
     class drawn uniformly from all K classes, which may be the true one, so the
     realized flip rate is about ``rate·(K−1)/K``. Returns (N,) int32."""
-    rate = _check_rate(rate)
     rng = np.random.default_rng(seed)
     noisy = clean.astype(np.int32).copy()
     idx = rng.choice(len(clean), size=int(round(rate * len(clean))), replace=False)
@@ -66,7 +65,6 @@ def symmetric(clean: np.ndarray, rate: float, num_classes: int, seed: int) -> np
 def symmetric_flip(clean: np.ndarray, rate: float, num_classes: int, seed: int) -> np.ndarray:
     """Table 1 caption's symmetric noise: ``round(rate·N)`` samples flipped uniformly to
     another class (never the true one); realized rate = rate. Returns (N,) int32."""
-    rate = _check_rate(rate)
     rng = np.random.default_rng(seed)
     noisy = clean.astype(np.int32).copy()
     idx = rng.choice(len(clean), size=int(round(rate * len(clean))), replace=False)
@@ -77,7 +75,6 @@ def symmetric_flip(clean: np.ndarray, rate: float, num_classes: int, seed: int) 
 def asymmetric_cifar10(clean: np.ndarray, rate: float, seed: int) -> np.ndarray:
     """CIFAR-10 asymmetric noise (App. A.2): exactly ``round(rate·n_c)`` samples of each
     source class c ∈ {truck, bird, deer, cat, dog} flip by :data:`CIFAR10_ASYM`."""
-    rate = _check_rate(rate)
     rng = np.random.default_rng(seed)
     noisy = clean.astype(np.int32).copy()
     for src, dst in CIFAR10_ASYM.items():
@@ -110,6 +107,8 @@ def read_cifar_n(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 def find_cifar_n(dataset: str, data_dir=None) -> pathlib.Path:
     fname = CIFARN_FILES[dataset]
+    from sopjax.data import candidate_dirs  # the I/O stack only when a file is looked up
+
     for d in candidate_dirs(data_dir):
         for p in (d / fname, d / "cifar-n" / fname):
             if p.is_file():
@@ -134,17 +133,17 @@ def make_label_set(name: str, clean: np.ndarray, num_classes: int, rate: float =
     if name not in LABEL_SETS:
         raise ValueError(f"unknown label set {name!r}; choose one of {', '.join(LABEL_SETS)}")
     if name in ("sym", "symflip", "asym"):
-        _check_rate(rate)
+        check_rate(rate)
     if name == "clean":
-        return LabelSet(name, clean.copy(), clean, 0.0, seed)
+        return LabelSet(name, clean.copy(), clean, seed)
     if name == "sym":
-        return LabelSet(name, symmetric(clean, rate, num_classes, seed), clean, rate, seed)
+        return LabelSet(name, symmetric(clean, rate, num_classes, seed), clean, seed)
     if name == "symflip":
-        return LabelSet(name, symmetric_flip(clean, rate, num_classes, seed), clean, rate, seed)
+        return LabelSet(name, symmetric_flip(clean, rate, num_classes, seed), clean, seed)
     if name == "asym":
         if num_classes != 10:
             raise ValueError("asym is defined for CIFAR-10 only (CIFAR-100 has no common definition)")
-        return LabelSet(name, asymmetric_cifar10(clean, rate, seed), clean, rate, seed)
+        return LabelSet(name, asymmetric_cifar10(clean, rate, seed), clean, seed)
     dataset, key = ("cifar10", CIFAR10N[name]) if name in CIFAR10N else ("cifar100", CIFAR100N[name])
     if num_classes != (10 if dataset == "cifar10" else 100):
         raise ValueError(f"label set {name!r} belongs to {dataset}, not a {num_classes}-class dataset")
@@ -153,4 +152,4 @@ def make_label_set(name: str, clean: np.ndarray, num_classes: int, rate: float =
     if not np.array_equal(arrays["clean_label"], clean):
         raise DataError(f"{path}: clean_label does not match the training labels; images and label file "
                         "must both be in the official CIFAR order.")
-    return LabelSet(name, arrays[key], clean, None, seed)
+    return LabelSet(name, arrays[key], clean, seed)

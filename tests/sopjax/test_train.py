@@ -35,29 +35,55 @@ def small_cfg(**kw):
 
 def build(cfg, x, y, K=10):
     model = models.make_model(cfg.arch, K, cfg.width)
-    tx_fn = lambda p: train.make_optimizer(cfg, len(x) // cfg.batch_size, p)
-    state = train.init_state(cfg, model, tx_fn, x, len(x), K)
-    step = train.make_train_step(cfg, model, tx_fn(state.params))
+    state = train.create_train_state(cfg, model, x, len(x), K, len(x) // cfg.batch_size)
+    step = lambda s, idx, data: train.device_step(s, idx, data, cfg)
     return state, step, (jnp.asarray(x), jnp.asarray(y))
 
 
-def test_one_step_touches_only_batch_rows_and_partition_covers_every_leaf():
+def test_one_step_touches_only_batch_rows_and_tables_have_no_momentum():
     x, y, _, _ = synthetic(N=256)
     cfg = small_cfg()
     state, step, data = build(cfg, x, y)
-    labels = train.param_labels(state.params)
-    assert jax.tree.structure(labels) == jax.tree.structure(state.params)
-    assert set(jax.tree.leaves(labels)) == {"net", "u", "v"}
     u0, v0 = np.asarray(state.params["u"]), np.asarray(state.params["v"])
     net0 = jax.tree.map(np.asarray, state.params["net"])
-    idx = jnp.asarray(np.random.default_rng(0).choice(256, 32, replace=False).astype(np.int32))
-    state, m = step(state, idx, data)
+    perm = np.random.default_rng(0).permutation(256).astype(np.int32)
+    first, second = perm[:32], perm[32:64]
+    state, m = step(state, jnp.asarray(first), data)
     changed_u = np.flatnonzero(np.any(np.asarray(state.params["u"]) != u0, axis=1))
     changed_v = np.flatnonzero(np.any(np.asarray(state.params["v"]) != v0, axis=1))
-    assert set(changed_u) <= set(np.asarray(idx)) and set(changed_v) <= set(np.asarray(idx))
+    assert set(changed_u) <= set(first) and set(changed_v) <= set(first)
     assert len(changed_v) == 32  # every batch row of v moved
     assert all(np.any(a != b) for a, b in zip(jax.tree.leaves(state.params["net"]), jax.tree.leaves(net0)))
     assert int(state.step) == 1 and np.isfinite(float(m["loss"]))
+    # A second step on other rows leaves the first batch's rows where they were: the tables
+    # get plain SGD (momentum or weight decay on u, v would move every row).
+    v1 = np.asarray(state.params["v"])
+    state, _ = step(state, jnp.asarray(second), data)
+    np.testing.assert_array_equal(np.asarray(state.params["v"])[first], v1[first])
+
+
+def test_network_weight_decay_and_momentum_follow_pytorch_sgd():
+    x, y, _, _ = synthetic(N=64)
+    cfg = small_cfg(method="ce", batch_size=64, schedule="multistep", milestones=(100,), weight_decay=0.1)
+    state, _, _ = build(cfg, x, y)
+    g = jax.tree.map(jnp.ones_like, state.params)
+    w0 = jax.tree.map(np.asarray, state.params["net"])
+    s1 = state.apply_gradients(grads=g)
+    s2 = s1.apply_gradients(grads=g)
+    for a, b, c in zip(jax.tree.leaves(w0), jax.tree.leaves(s1.params["net"]), jax.tree.leaves(s2.params["net"])):
+        buf1 = 1.0 + 0.1 * a                      # d_p = g + wd·w ; buf = d_p on the first step
+        np.testing.assert_allclose(b, a - cfg.lr * buf1, rtol=1e-5, atol=1e-7)
+        buf2 = cfg.momentum * buf1 + (1.0 + 0.1 * b)  # buf = μ·buf + d_p (no dampening)
+        np.testing.assert_allclose(c, b - cfg.lr * buf2, rtol=1e-5, atol=1e-7)
+
+
+def test_multistep_schedule_decays_tenfold_at_each_milestone():
+    cfg = small_cfg(schedule="multistep", milestones=(2, 4), lr=0.5, epochs=6)
+    sched = train.lr_schedule(cfg, steps_per_epoch=10)
+    np.testing.assert_allclose([float(sched(s)) for s in (0, 19, 20, 39, 40, 59)],
+                               [0.5, 0.5, 0.05, 0.05, 0.005, 0.005], rtol=1e-6)
+    cos = train.lr_schedule(dataclasses.replace(cfg, schedule="cosine"), steps_per_epoch=10)
+    assert float(cos(0)) == 0.5 and float(cos(30)) == pytest.approx(0.25) and float(cos(60)) == pytest.approx(0.0)
 
 
 def test_u_v_are_indexed_by_dataset_position_not_batch_position():
@@ -82,14 +108,15 @@ def test_u_v_are_indexed_by_dataset_position_not_batch_position():
     assert np.std(np.asarray(state.params["v"])) > 1e-3
 
 
-def test_augment_and_epoch_batches():
-    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
-    out = train.augment(jax.random.PRNGKey(0), x)
-    assert out.shape == x.shape and out.dtype == jnp.uint8
-    assert not np.array_equal(np.asarray(out), np.asarray(x))
-    b = np.asarray(train.epoch_batches(jax.random.PRNGKey(0), 3, 100, 32))
-    assert b.shape == (3, 32) and len(set(b.ravel())) == 96
-    assert not np.array_equal(b, np.asarray(train.epoch_batches(jax.random.PRNGKey(0), 4, 100, 32)))
+def test_evaluate_matches_a_direct_forward_and_drops_padding():
+    x, y, _, _ = synthetic(N=64)
+    cfg = small_cfg(method="ce")
+    state, _, data = build(cfg, x, y)
+    idx = np.array([5, 1, 9, 40, 3, 60, 7], dtype=np.int32)  # 7 rows in chunks of 3: the last is padded
+    probs = train.evaluate(state, data[0], idx, batch=3)
+    direct = jax.nn.softmax(state.apply_fn({"params": state.params["net"]}, jnp.asarray(x[idx]), train=False))
+    assert probs.shape == (7, 10)
+    np.testing.assert_allclose(probs, np.asarray(direct), rtol=1e-5, atol=1e-6)
 
 
 def _arrays(N=256):
@@ -132,7 +159,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path):
     arrays, cfg = _arrays(), small_cfg(epochs=3)
     train.fit(cfg, arrays, tmp_path, progress=False, stop_after_epochs=1)
     bad = dataclasses.replace(arrays, x_train=np.full_like(arrays.x_train, np.nan))
-    with pytest.raises(train.TrainingDiverged, match="last good checkpoint"):
+    with pytest.raises(train.TrainingDiverged, match="checkpoint after epoch 1 is kept"):
         train.fit(cfg, bad, tmp_path, progress=False, log_every=1)
     assert (tmp_path / "checkpoints" / "1").is_dir()
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1

@@ -1,0 +1,37 @@
+"""Config validation and the CLI flags generated from the Config fields (no data needed)."""
+
+import dataclasses
+
+import pytest
+
+from experiments import cifar
+from sopjax import config as config_lib
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"method": "mixup"}, "--method"), ({"label_set": "sym40"}, "unknown label set"),
+    ({"noise_rate": 1.5}, r"\[0, 1\]"), ({"noise_rate": float("nan")}, r"\[0, 1\]"),
+    ({"arch": "vgg"}, "unknown --arch"), ({"schedule": "linear"}, "--schedule"),
+    ({"epochs": 0}, "positive"), ({"batch_size": -1}, "positive"), ({"width": 0.0}, "positive"),
+])
+def test_validate_names_the_bad_field(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(config_lib.Config(), **change).validate()
+
+
+def test_every_preset_is_valid():
+    for name, cfg in config_lib.PRESETS.items():
+        assert cfg.validate() is cfg, name
+
+
+def test_every_config_field_is_a_flag_with_its_type():
+    args = cifar.parse(["--preset", "quick", "--momentum", "0.5", "--no-augment", "--milestones", "3,5",
+                        "--init-std", "1e-3", "--detect-threshold", "0.25", "--lr-u", "7", "--seed", "3"])
+    cfg, preset, _, changes = cifar.build_config(args)
+    assert preset == "quick"
+    assert (cfg.momentum, cfg.augment, cfg.milestones, cfg.init_std, cfg.detect_threshold, cfg.lr_u, cfg.seed) == \
+        (0.5, False, (3, 5), 1e-3, 0.25, 7.0, 3)
+    assert cfg.width == config_lib.PRESETS["quick"].width  # unset flags keep the preset's value
+    assert set(changes) == {"momentum", "augment", "milestones", "init_std", "detect_threshold", "lr_u", "seed"}
+    flags = {a.dest for a in cifar.build_parser()._actions}
+    assert {f.name for f in dataclasses.fields(config_lib.Config)} <= flags
