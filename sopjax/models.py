@@ -1,83 +1,150 @@
-"""CIFAR networks in Flax: PreActResNet18, ResNet-34 (3×3 stem, no max-pool), an MLP.
+"""CIFAR networks in Flax: the authors' PreActResNet18, He et al.'s PreActResNet18, ResNet-34, an MLP.
+
+- ``preact_resnet18`` is the network of the SOP authors' code (``model/PreResNet.py`` of
+  github.com/shengliu66/SOP, the DivideMix lineage): stem conv → BN → ReLU; in every
+  block the shortcut (identity or 1×1 projection) takes ``relu(bn1(x))``, not ``x``; no
+  BN/ReLU before the pool. 11,171,274 parameters at K = 10.
+- ``preact_resnet18_he`` is He et al. (2016)'s pre-activation net: bare conv stem, the
+  identity shortcut takes ``x``, a final BN → ReLU before the pool. 11,172,170 at K = 10.
+- ``resnet34`` is the authors' ``ResNet_Zoo.ResNet(BasicBlock, [3, 4, 6, 3])``.
 
 ``width`` multiplies every channel count (1.0 = the published 64-128-256-512), so a
-small variant runs on a CPU. BatchNorm matches PyTorch's defaults: PyTorch momentum
-0.1 (Flax ``momentum=0.9``, the weight on the old statistics) and eps 1e-5.
-Inputs are float (B, 32, 32, 3) NHWC; outputs are (B, num_classes) float32 logits.
+small variant runs on a CPU. Initialization and BatchNorm follow PyTorch's defaults:
+conv kernels kaiming_uniform(a=√5) = U(±1/√fan_in); Linear weight and bias
+U(±1/√fan_in); BatchNorm momentum 0.1 on the new batch (Flax ``momentum=0.9`` is the
+weight on the old statistics), eps 1e-5 (Flax stores the biased batch variance in its
+running average; PyTorch the unbiased one — see ``benchmarks/torch_twin.py`` and
+tests/parity/ for where that matters).
+
+Inputs are float (B, H, W, 3) NHWC (H = W = 32 for CIFAR; any size the strides divide
+works, the pool is global); outputs are (B, num_classes) float32 logits. ``dtype`` is the
+compute dtype of activations, convolutions and matmuls (e.g. ``jnp.bfloat16``); the
+parameters stay float32 and BatchNorm statistics are reduced in float32.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
-# PyTorch's default conv init (kaiming_uniform with a=√5) is variance_scaling(1/3, fan_in, uniform).
-conv_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-Conv = functools.partial(nn.Conv, use_bias=False, kernel_init=conv_init)
+# PyTorch's default conv/linear weight init (kaiming_uniform with a=√5) is
+# variance_scaling(1/3, fan_in, uniform): bound √(3·(1/3)/fan_in) = 1/√fan_in.
+torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 def _ch(c: int, width: float) -> int:
     return max(4, int(round(c * width)))
 
 
+def _torch_bias_init(fan_in: int):
+    """PyTorch's Linear bias init U(±1/√fan_in); the bias initializer sees only (K,), so bind fan_in."""
+    bound = 1.0 / float(fan_in) ** 0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class TorchDense(nn.Module):
+    """``nn.Dense`` with PyTorch's ``nn.Linear`` init: weight and bias U(±1/√fan_in)."""
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.features, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=torch_kernel_init,
+                        bias_init=_torch_bias_init(x.shape[-1]))(x)
+
+
+def _conv(features, kernel, dtype, strides=1, padding=0):
+    return nn.Conv(features, kernel, strides=strides, padding=padding, use_bias=False, dtype=dtype,
+                   param_dtype=jnp.float32, kernel_init=torch_kernel_init)
+
+
+def _bn(train: bool, dtype):
+    # Flax reduces batch statistics in float32 even for bfloat16 inputs; the output is in dtype.
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                        param_dtype=jnp.float32)
+
+
 class PreActBlock(nn.Module):
+    """Pre-activation basic block. ``shortcut_from`` is "preact" (the authors': the shortcut,
+    identity or 1×1 projection, takes ``relu(bn1(x))``) or "x" (He et al.: identity takes x)."""
+
     features: int
     stride: int = 1
+    shortcut_from: str = "preact"
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool):
-        out = nn.relu(BatchNorm(use_running_average=not train)(x))
-        shortcut = x
+        out = nn.relu(_bn(train, self.dtype)(x))
+        shortcut = out if self.shortcut_from == "preact" else x
         if self.stride != 1 or x.shape[-1] != self.features:
-            shortcut = Conv(self.features, (1, 1), strides=self.stride)(out)
-        out = Conv(self.features, (3, 3), strides=self.stride, padding=1)(out)
-        out = nn.relu(BatchNorm(use_running_average=not train)(out))
-        out = Conv(self.features, (3, 3), padding=1)(out)
+            shortcut = _conv(self.features, (1, 1), self.dtype, strides=self.stride)(out)
+        out = _conv(self.features, (3, 3), self.dtype, strides=self.stride, padding=1)(out)
+        out = nn.relu(_bn(train, self.dtype)(out))
+        out = _conv(self.features, (3, 3), self.dtype, padding=1)(out)
         return out + shortcut
 
 
 class BasicBlock(nn.Module):
+    """Post-activation basic block (He et al. 2016a; the authors' ``ResNet_Zoo.BasicBlock``)."""
+
     features: int
     stride: int = 1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool):
-        out = Conv(self.features, (3, 3), strides=self.stride, padding=1)(x)
-        out = nn.relu(BatchNorm(use_running_average=not train)(out))
-        out = Conv(self.features, (3, 3), padding=1)(out)
-        out = BatchNorm(use_running_average=not train)(out)
+        out = _conv(self.features, (3, 3), self.dtype, strides=self.stride, padding=1)(x)
+        out = nn.relu(_bn(train, self.dtype)(out))
+        out = _conv(self.features, (3, 3), self.dtype, padding=1)(out)
+        out = _bn(train, self.dtype)(out)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
-            shortcut = Conv(self.features, (1, 1), strides=self.stride)(x)
-            shortcut = BatchNorm(use_running_average=not train)(shortcut)
+            shortcut = _conv(self.features, (1, 1), self.dtype, strides=self.stride)(x)
+            shortcut = _bn(train, self.dtype)(shortcut)
         return nn.relu(out + shortcut)
 
 
 class CifarResNet(nn.Module):
-    """ResNet for 32×32 inputs: 3×3 stem, four stages, global average pool, linear head."""
+    """ResNet for 32×32 inputs: 3×3 stem, four stages, global average pool, linear head.
+
+    stem_bn: conv → BN → ReLU stem (authors' nets, ResNet-34) instead of a bare conv.
+    final_bn: BN → ReLU before the pool (He et al.'s pre-activation net only).
+    block_kwargs: extra fields for ``block`` (e.g. ``shortcut_from``).
+    """
 
     block: type
     stages: Sequence[int]
     num_classes: int = 10
     width: float = 1.0
-    preact: bool = True
+    stem_bn: bool = True
+    final_bn: bool = False
+    block_kwargs: tuple = ()
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = True):
-        x = Conv(_ch(64, self.width), (3, 3), padding=1)(x)
-        if not self.preact:
-            x = nn.relu(BatchNorm(use_running_average=not train)(x))
+        x = _conv(_ch(64, self.width), (3, 3), self.dtype, padding=1)(x.astype(self.dtype))
+        if self.stem_bn:
+            x = nn.relu(_bn(train, self.dtype)(x))
         for i, n in enumerate(self.stages):
             for j in range(n):
-                x = self.block(_ch(64 * 2**i, self.width), stride=2 if (j == 0 and i > 0) else 1)(x, train)
-        if self.preact:
-            x = nn.relu(BatchNorm(use_running_average=not train)(x))
-        x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=jnp.float32)(x)
+                x = self.block(_ch(64 * 2**i, self.width), stride=2 if (j == 0 and i > 0) else 1,
+                               dtype=self.dtype, **dict(self.block_kwargs))(x, train)
+        if self.final_bn:
+            x = nn.relu(_bn(train, self.dtype)(x))
+        # Global mean = the authors' avg_pool2d(4) on the 4×4 map of a 32×32 input.
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(self.dtype)
+        return TorchDense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
 
 class MLP(nn.Module):
@@ -85,24 +152,32 @@ class MLP(nn.Module):
 
     hidden: Sequence[int] = (512, 512)
     num_classes: int = 10
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = True):
-        x = x.reshape((x.shape[0], -1))
+        x = x.reshape((x.shape[0], -1)).astype(self.dtype)
         for h in self.hidden:
-            x = nn.relu(nn.Dense(h)(x))
-        return nn.Dense(self.num_classes)(x)
+            x = nn.relu(TorchDense(h, dtype=self.dtype)(x))
+        return TorchDense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
 
-ARCHS = ("preact_resnet18", "resnet34", "mlp")
+ARCHS = ("preact_resnet18", "preact_resnet18_he", "resnet34", "mlp")
 
 
-def make_model(arch: str, num_classes: int, width: float = 1.0) -> nn.Module:
-    """Build ``arch`` (one of :data:`ARCHS`). Raises ValueError for an unknown name."""
+def make_model(arch: str, num_classes: int, width: float = 1.0, dtype: Any = jnp.float32) -> nn.Module:
+    """Build ``arch`` (one of :data:`ARCHS`) with compute dtype ``dtype`` (params stay float32).
+
+    Raises ValueError for an unknown name.
+    """
     if arch == "preact_resnet18":
-        return CifarResNet(PreActBlock, (2, 2, 2, 2), num_classes, width, preact=True)
+        return CifarResNet(PreActBlock, (2, 2, 2, 2), num_classes, width, stem_bn=True, final_bn=False,
+                           block_kwargs=(("shortcut_from", "preact"),), dtype=dtype)
+    if arch == "preact_resnet18_he":
+        return CifarResNet(PreActBlock, (2, 2, 2, 2), num_classes, width, stem_bn=False, final_bn=True,
+                           block_kwargs=(("shortcut_from", "x"),), dtype=dtype)
     if arch == "resnet34":
-        return CifarResNet(BasicBlock, (3, 4, 6, 3), num_classes, width, preact=False)
+        return CifarResNet(BasicBlock, (3, 4, 6, 3), num_classes, width, stem_bn=True, final_bn=False, dtype=dtype)
     if arch == "mlp":
-        return MLP(hidden=(max(8, int(512 * width)),) * 2, num_classes=num_classes)
+        return MLP(hidden=(max(8, int(512 * width)),) * 2, num_classes=num_classes, dtype=dtype)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
