@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import pathlib
+import pickle
 import tarfile
 import tempfile
 import urllib.request
@@ -77,8 +78,8 @@ class Dataset:
 def candidate_dirs(explicit: str | os.PathLike | None = None) -> list[pathlib.Path]:
     """Data directories in resolution order: flag, ``$SOPJAX_DATA_DIR``, conventional places.
 
-    Conventional places: ``./data``, ``<repo>/data``, ``<repo>/../shared/data``,
-    ``~/.cache/sopjax/data``. An explicit flag that does not exist is an error.
+    Conventional places: ``./data``, ``<repo>/data``, ``<repo>/../shared/data``, the
+    download folder :func:`default_download_dir`. An explicit flag that does not exist is an error.
     """
     if explicit is not None:
         p = pathlib.Path(explicit).expanduser()
@@ -88,13 +89,14 @@ def candidate_dirs(explicit: str | os.PathLike | None = None) -> list[pathlib.Pa
     dirs = []
     if os.environ.get(ENV_VAR):
         dirs.append(pathlib.Path(os.environ[ENV_VAR]).expanduser())
-    dirs += [pathlib.Path("data"), REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data",
-             pathlib.Path.home() / ".cache" / "sopjax" / "data"]
+    dirs += [pathlib.Path("data"), REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data", default_download_dir()]
     return [d for d in dirs if d.is_dir()]
 
 
 def default_download_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get(ENV_VAR) or pathlib.Path.home() / ".cache" / "sopjax" / "data")
+    """Where downloads go: the user cache, ``$XDG_CACHE_HOME/sopjax/data`` (default
+    ``~/.cache/sopjax/data``). Never a data folder found elsewhere, which may be shared or read-only."""
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "sopjax" / "data"
 
 
 def file_digest(path: pathlib.Path, algo: str = "md5") -> str:
@@ -136,10 +138,14 @@ def download(url: str, dest: pathlib.Path, md5: str, timeout: float = 60.0) -> p
             os.remove(tmp)
 
 
-def _unpack_batch(raw: bytes, label_key: bytes):
-    d = safe_pickle.loads(raw, encoding="bytes")
-    x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x), np.asarray(d[label_key], dtype=np.int32)
+def _unpack_batch(raw: bytes, label_key: bytes, member: str = "a batch file"):
+    try:
+        d = safe_pickle.loads(raw, encoding="bytes")
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(x), np.asarray(d[label_key], dtype=np.int32)
+    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"{member} is not an official CIFAR python batch ({type(e).__name__}: {e}); "
+                        "delete it and download or extract the official archive again") from None
 
 
 def _read_official(root: pathlib.Path, name: str):
@@ -169,7 +175,8 @@ def _read_official(root: pathlib.Path, name: str):
 
 def _read_splits(read, spec) -> tuple:
     """(x_train, y_train, x_test, y_test) from the official batch files, each read by ``read(member)``."""
-    parts = {split: [_unpack_batch(read(m), spec["label_key"]) for m in spec[split]] for split in ("train", "test")}
+    parts = {split: [_unpack_batch(read(m), spec["label_key"], f"{spec['folder']}/{m}") for m in spec[split]]
+             for split in ("train", "test")}
     cat = {s: (np.concatenate([a for a, _ in v]), np.concatenate([b for _, b in v])) for s, v in parts.items()}
     return (*cat["train"], *cat["test"])
 
@@ -201,13 +208,36 @@ def _cache_dir(explicit=None) -> pathlib.Path:
     return pathlib.Path(explicit or os.environ.get("SOPJAX_CACHE_DIR") or REPO_ROOT / ".cache")
 
 
+def _source_stamp(path: pathlib.Path) -> str:
+    """Cache key of a source: its absolute path, and the sizes and mtimes of its files (an
+    extracted folder's own mtime does not change when a file in it is rewritten)."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256(str(path.resolve()).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+def _write_cache(cache: pathlib.Path, files, arrs, src: str) -> None:
+    """Save the decoded arrays; the cache only saves time, so an unwritable one is skipped."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        for f, a in zip(files, arrs):
+            np.save(f, a)
+        (cache / "source.txt").write_text(src)
+    except OSError as e:
+        print(f"warning: cannot write the decoded-data cache {cache} ({e.strerror}); set $SOPJAX_CACHE_DIR "
+              "to a writable folder to load faster next time")
+
+
 def load_cifar(name: str = "cifar10", data_dir=None, download_missing: bool = True, cache_dir=None) -> Dataset:
     """Load CIFAR-10 or CIFAR-100 as uint8 NHWC arrays in the official order.
 
     Looks in :func:`candidate_dirs` (``data_dir`` first) for the official folder or
     tarball, then (CIFAR-10) ``cifar10-jpeg.npz``. If none is found and
-    ``download_missing``, downloads the official tarball into the first data
-    directory (or ``~/.cache/sopjax/data``) and verifies its MD5. Decoded arrays are
+    ``download_missing``, downloads the official tarball into the user cache
+    (:func:`default_download_dir`; reused if already there) and verifies its MD5. Decoded arrays are
     cached under ``cache_dir`` (default ``<repo>/.cache``) keyed by source.
 
     Raises DataError if nothing is found (naming the places searched and the
@@ -230,20 +260,17 @@ def load_cifar(name: str = "cifar10", data_dir=None, download_missing: bool = Tr
         if not download_missing:
             raise DataError(f"{name} not found in {[str(d) for d in dirs] or 'any data directory'}. "
                             f"Pass --data-dir, set ${ENV_VAR}, or allow the download of {OFFICIAL[name]['archive']}.")
-        target = (dirs[0] if dirs else default_download_dir()) / OFFICIAL[name]["archive"]
-        download(OFFICIAL[name]["url"], target, OFFICIAL[name]["md5"])
+        target = default_download_dir() / OFFICIAL[name]["archive"]
+        if not target.is_file():  # a file there was renamed into place only after its MD5 matched
+            download(OFFICIAL[name]["url"], target, OFFICIAL[name]["md5"])
         found = ("official", target.parent, target)
     kind, root, path = found
-    st = path.stat()
-    cache = _cache_dir(cache_dir) / f"{name}-{kind}-{st.st_size}-{int(st.st_mtime)}"
+    cache = _cache_dir(cache_dir) / f"{name}-{kind}-{_source_stamp(path)}"
     files = [cache / f"{k}.npy" for k in ("x_train", "y_train", "x_test", "y_test")]
     if all(f.is_file() for f in files):
         arrs = [np.load(f, allow_pickle=False) for f in files]
         src = (cache / "source.txt").read_text()
     else:
         *arrs, src = _read_official(root, name) if kind == "official" else _read_jpeg_npz(path)
-        cache.mkdir(parents=True, exist_ok=True)
-        for f, a in zip(files, arrs):
-            np.save(f, a)
-        (cache / "source.txt").write_text(src)
+        _write_cache(cache, files, arrs, src)
     return Dataset(name, *arrs, num_classes=OFFICIAL[name]["num_classes"], source=src)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import pickle
 import zipfile
 
 import numpy as np
@@ -99,10 +100,19 @@ def read_cifar_n(path: pathlib.Path) -> dict[str, np.ndarray]:
             raw = z.read(name)
     except (zipfile.BadZipFile, StopIteration, OSError) as e:
         raise DataError(f"{path} is not a CIFAR-N .pt file ({e}); download the official file again.") from e
-    d = safe_pickle.loads(raw)
+    try:
+        d = safe_pickle.loads(raw)
+    except safe_pickle.UnsafePickleError as e:
+        raise safe_pickle.UnsafePickleError(f"{path}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise DataError(f"{path} is not a plain CIFAR-N label file ({type(e).__name__}: {e}); "
+                        "download the official file again") from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: expected a dict of label arrays, got {type(d).__name__}")
-    return {k: np.asarray(v, dtype=np.int32) for k, v in d.items()}
+    try:
+        return {k: np.asarray(v, dtype=np.int32) for k, v in d.items()}
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}: a label array is not integers ({e}); download the official file again") from None
 
 
 def find_cifar_n(dataset: str, data_dir=None) -> pathlib.Path:
@@ -149,6 +159,10 @@ def make_label_set(name: str, clean: np.ndarray, num_classes: int, rate: float =
         raise ValueError(f"label set {name!r} belongs to {dataset}, not a {num_classes}-class dataset")
     path = find_cifar_n(dataset, data_dir)
     arrays = read_cifar_n(path)
+    missing = sorted({"clean_label", key} - set(arrays))
+    if missing:
+        raise DataError(f"{path} has no {', '.join(missing)} labels (keys: {', '.join(sorted(arrays))}); "
+                        "it is not the official CIFAR-N file for this label set. Download it again.")
     if not np.array_equal(arrays["clean_label"], clean):
         raise DataError(f"{path}: clean_label does not match the training labels; images and label file "
                         "must both be in the official CIFAR order.")

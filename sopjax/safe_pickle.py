@@ -14,6 +14,8 @@ import pickle
 
 import numpy as np
 
+from sopjax.errors import DataError
+
 try:  # numpy ≥ 2 moved the private module; pickles from numpy 1 name the old path
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # pragma: no cover
@@ -28,8 +30,9 @@ _ALLOWED = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """Raised when a pickle asks for anything but numpy array reconstruction."""
+class UnsafePickleError(pickle.UnpicklingError, DataError):
+    """Raised when a pickle asks for anything but numpy array reconstruction (a DataError:
+    the CLI reports it in one line)."""
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
