@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from sopjax import losses, models, pipeline, report, rundir
+from sopjax import losses, models, parallel, pipeline, report, rundir
 from sopjax.config import Config
 from sopjax.noise import LabelSet
 
@@ -139,6 +139,7 @@ def gather_batch(state: TrainState, idx, data, cfg: Config) -> dict:
     """Rows ``idx`` (B,) int32 of the on-device ``data = (x (N, …), y (N,))``, augmented
     (uint8 images only) from ``fold_in(state.rng, state.step)`` and normalized."""
     x_all, y_all = data
+    idx = parallel.shard_batch(idx)  # data parallel under a mesh (sopjax.parallel)
     x = x_all[idx]
     if cfg.augment and x.ndim == 4:
         x = pipeline.augment(jax.random.fold_in(state.rng, state.step), x)
@@ -159,7 +160,7 @@ def _predict(state: TrainState, x_all, idx):
     variables = {"params": state.params["net"]}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-    return jax.nn.softmax(state.apply_fn(variables, pipeline.preprocess(x_all[idx]), train=False))
+    return jax.nn.softmax(state.apply_fn(variables, pipeline.preprocess(x_all[parallel.shard_batch(idx)]), train=False))
 
 
 def evaluate(state: TrainState, x_dev, indices: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
@@ -170,7 +171,7 @@ def evaluate(state: TrainState, x_dev, indices: np.ndarray, batch: int = EVAL_BA
     for s in range(0, len(indices), bs):
         chunk = indices[s:s + bs]
         idx = np.concatenate([chunk, np.zeros(bs - len(chunk), chunk.dtype)])
-        out.append(np.asarray(_predict(state, x_dev, jnp.asarray(idx)))[: len(chunk)])
+        out.append(parallel.to_host(_predict(state, x_dev, jnp.asarray(idx)))[: len(chunk)])
     return np.concatenate(out)
 
 
@@ -243,8 +244,9 @@ def train_epoch(state: TrainState, epoch: int, data, cfg: Config, log_every: int
 
 
 def _device_arrays(arrays: Arrays) -> tuple[dict, tuple]:
-    devs = {"x_train": jax.device_put(arrays.x_train), "x_test": jax.device_put(arrays.x_test)}
-    return devs, (devs["x_train"], jax.device_put(arrays.labels.noisy.astype(np.int32)))
+    # Sharded by sample under a data-parallel mesh, else on the default device.
+    devs = {"x_train": parallel.put_rows(arrays.x_train), "x_test": parallel.put_rows(arrays.x_test)}
+    return devs, (devs["x_train"], parallel.put_rows(arrays.labels.noisy.astype(np.int32)))
 
 
 def _progress_bar(enabled: bool, total: int, epoch: int, epochs: int):
@@ -276,7 +278,7 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     model = model or models.make_model(cfg.arch, arrays.num_classes, cfg.width)
     state = create_train_state(cfg, model, arrays.x_train, N, arrays.num_classes, spe)
     run = rundir.RunDir.open(workdir, rundir.config_record(cfg, arrays.labels, N, spe, extra_config))
-    state = run.restore(state)
+    state = run.restore(parallel.place_state(state, N))
     devs, data = _device_arrays(arrays)
     sub, writer = fit_subset(cfg, N), rundir.MetricWriter(run.metrics_path, echo=progress or log_epochs)
     end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, run.start_epoch + stop_after_epochs)
@@ -293,4 +295,4 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     if end < cfg.epochs:
         return None
     probs = evaluate(state, devs["x_train"], np.arange(N))
-    return report.finalize(cfg, state.params, probs, arrays, writer.history, run.path)
+    return report.finalize(cfg, parallel.to_host(state.params), probs, arrays, writer.history, run.path)

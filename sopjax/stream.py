@@ -1,0 +1,134 @@
+"""Streaming input for datasets larger than device memory, built on ``grain``.
+
+The layout of Clothing1M and WebVision: a folder of images and a list file of
+``<path> <label>`` lines (paths relative to the folder). :func:`make_loader` returns a
+``grain.DataLoader`` whose batches are ``(images, indices)``: images (B, size, size, 3)
+uint8, indices (B,) int32 dataset positions (line numbers of the list, from 0), so u, v
+and the given labels stay indexed by dataset position (the step gathers ``y[idx]``,
+``u[idx]``, ``v[idx]`` on the device, as in the device-resident path, which stays the
+default for CIFAR).
+
+Deterministic: the order is grain's ``IndexSampler`` permutation for ``seed``; the
+random flip draws from grain's per-record generator. Resumable: the iterator's
+``get_state()`` is a small JSON-able bytes string; ``set_state`` on a new iterator continues
+where it stopped. Decoding and augmentation run on ``worker_count`` host processes; on
+several hosts each process reads only its shard (``shard_index`` = process index).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import grain
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageList:
+    """paths (N,) absolute image paths, labels (N,) int32 given labels, in list order."""
+
+    paths: tuple
+    labels: np.ndarray
+
+
+def _parse(line: str, lineno: int, root: pathlib.Path, num_classes: int, where: str) -> tuple[str, int]:
+    parts = line.rsplit(None, 1)
+    if len(parts) != 2:
+        raise ValueError(f"{where} line {lineno}: expected '<path> <label>', got {line.strip()!r}")
+    try:
+        label = int(parts[1])
+    except ValueError:
+        raise ValueError(f"{where} line {lineno}: label {parts[1]!r} is not an integer") from None
+    if not 0 <= label < num_classes:
+        raise ValueError(f"{where} line {lineno}: label {label} is outside [0, {num_classes}); fix the line "
+                         "or pass the right number of classes")
+    path = root / parts[0]
+    if not path.is_file():
+        raise ValueError(f"{where} line {lineno}: image {parts[0]!r} not found under {root}; fix or remove the line")
+    return str(path), label
+
+
+def read_list(list_file, root, num_classes: int) -> ImageList:
+    """Read a ``<path> <label>`` list (blank lines skipped; paths may contain spaces).
+
+    Raises ValueError naming the file and line (1-based) of a malformed line, a label
+    outside [0, num_classes), or an image that does not exist.
+    """
+    list_file, root = pathlib.Path(list_file), pathlib.Path(root)
+    paths, labels = [], []
+    for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
+        if line.strip():
+            p, y = _parse(line, lineno, root, num_classes, str(list_file))
+            paths.append(p)
+            labels.append(y)
+    if not paths:
+        raise ValueError(f"{list_file} lists no images")
+    return ImageList(tuple(paths), np.asarray(labels, np.int32))
+
+
+class ImageSource:
+    """grain random-access source: record i = {"path": str, "index": i}."""
+
+    def __init__(self, images: ImageList):
+        import hashlib
+
+        self._paths = images.paths
+        self._digest = hashlib.sha1("\n".join(images.paths).encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:  # grain checks a resumed state against repr(source)
+        return f"ImageSource(n={len(self._paths)}, sha1={self._digest})"
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, i):
+        return {"path": self._paths[i], "index": np.int32(i)}
+
+
+@dataclasses.dataclass
+class Decode(grain.transforms.Map):
+    """Decode one image (Pillow) to RGB uint8 (size, size, 3); resized if it has another size."""
+
+    size: int
+
+    def map(self, rec):
+        from PIL import Image
+
+        with Image.open(rec["path"]) as im:
+            im = im.convert("RGB")
+            if im.size != (self.size, self.size):
+                im = im.resize((self.size, self.size), Image.BILINEAR)
+            return {"image": np.asarray(im, np.uint8), "index": rec["index"]}
+
+
+class RandomFlip(grain.transforms.RandomMap):
+    """Horizontal flip with probability ½ from grain's per-record generator (deterministic)."""
+
+    def random_map(self, rec, rng: np.random.Generator):
+        return {**rec, "image": rec["image"][:, ::-1] if rng.random() < 0.5 else rec["image"]}
+
+
+class ToPair(grain.transforms.Map):
+    """A batch dict → (images (B, …) uint8, indices (B,) int32)."""
+
+    def map(self, batch):
+        return batch["image"], batch["index"].astype(np.int32)
+
+
+def make_loader(images: ImageList, batch_size: int, seed: int, size: int = 32, num_epochs: int = 1,
+                shuffle: bool = True, flip: bool = False, worker_count: int = 0, shard_index: int = 0,
+                shard_count: int = 1, drop_remainder: bool = False) -> grain.DataLoader:
+    """A deterministic, resumable loader of ``(images, indices)`` batches (see the module doc).
+
+    Iterate ``iter(loader)``; checkpoint ``it.get_state()``; resume with a loader built with
+    the same arguments and ``it.set_state(state)``. ``shard_index``/``shard_count``: this
+    process's part of every epoch (pass ``jax.process_index()``/``jax.process_count()``).
+    """
+    sampler = grain.samplers.IndexSampler(
+        len(images.paths), shuffle=shuffle, seed=seed, num_epochs=num_epochs,
+        shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True))
+    ops = [Decode(size)] + ([RandomFlip()] if flip else [])
+    ops += [grain.transforms.Batch(batch_size, drop_remainder=drop_remainder), ToPair()]
+    return grain.DataLoader(data_source=ImageSource(images), sampler=sampler, operations=ops,
+                            worker_count=worker_count)
