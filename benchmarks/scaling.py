@@ -1,0 +1,115 @@
+"""Throughput of data parallelism (1, 2, 4 forced host devices) and of runs side by side
+(--seeds 1, 2, 4 on one device): images/s and step time, printed.
+
+Run:
+    python -m benchmarks.scaling                        # quick-preset model, batch 128
+    python -m benchmarks.scaling --steps 5 --arch mlp   # a fast look
+
+Each device count runs in its own subprocess (XLA_FLAGS must be set before JAX starts).
+Uses N = 4096 random CIFAR-shaped uint8 images (throughput does not depend on pixels) and
+times ``--steps`` steps after one compiled warm-up step. On a CPU the forced devices
+share the same cores, so data parallelism shows its overhead here, not a speed-up.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+N = 4096
+
+
+def _setup(a, method_cfg=None):
+    import numpy as np
+
+    from sopjax import config as config_lib
+
+    cfg = dataclasses.replace(config_lib.PRESETS["quick"], arch=a.arch, width=a.width, batch_size=a.batch_size)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, N).astype(np.int32)
+    return cfg, x, y
+
+
+def time_devices(a) -> dict:
+    """Runs inside the subprocess: ``a.steps`` data-parallel steps over all (forced) devices."""
+    import jax
+
+    from sopjax import models, parallel, pipeline, train
+
+    cfg, x, y = _setup(a)
+    with parallel.data_parallel() as mesh:
+        state = train.create_train_state(cfg, models.make_model(cfg.arch, 10, cfg.width), x, N, 10, N // cfg.batch_size)
+        state = parallel.place_state(state, N)
+        data = (parallel.put_rows(x), parallel.put_rows(y))
+        batches = pipeline.epoch_batches(state.rng, 0, N, cfg.batch_size)
+        state, m = train.device_step(state, batches[0], data, cfg)
+        jax.block_until_ready(m)
+        t = time.perf_counter()
+        for i in range(1, a.steps + 1):
+            state, m = train.device_step(state, batches[i], data, cfg)
+        jax.block_until_ready((state, m))
+    dt = (time.perf_counter() - t) / a.steps
+    return {"devices": mesh.size, "step_ms": 1e3 * dt, "images_per_s": cfg.batch_size / dt}
+
+
+def time_seeds(a, runs: int) -> dict:
+    """``a.steps`` vmapped steps of ``runs`` runs on one device; images/s counts every run's images."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from sopjax import models, multirun, train
+
+    cfg, x, y = _setup(a)
+    model = models.make_model(cfg.arch, 10, cfg.width)
+    states = multirun.stack([train.create_train_state(dataclasses.replace(cfg, seed=s), model, x, N, 10,
+                                                      N // cfg.batch_size) for s in range(runs)])
+    xd, yd = jax.device_put(x), jnp.asarray(np.stack([y] * runs))
+    batches = multirun.epoch_batches(states, 0, N, cfg.batch_size)
+    states, m = multirun.multi_step(states, batches[0], xd, yd, cfg)
+    jax.block_until_ready(m)
+    t = time.perf_counter()
+    for i in range(1, a.steps + 1):
+        states, m = multirun.multi_step(states, batches[i], xd, yd, cfg)
+    jax.block_until_ready((states, m))
+    dt = (time.perf_counter() - t) / a.steps
+    return {"runs": runs, "step_ms": 1e3 * dt, "images_per_s": runs * cfg.batch_size / dt}
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="preact_resnet18")
+    ap.add_argument("--width", type=float, default=0.125)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--devices", default="1,2,4")
+    ap.add_argument("--seeds", default="1,2,4")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse(argv)
+    if a.child:
+        print(json.dumps(time_devices(a)))
+        return
+    flags = ["--arch", a.arch, "--width", str(a.width), "--batch-size", str(a.batch_size), "--steps", str(a.steps)]
+    print(f"{a.arch} width {a.width}, batch {a.batch_size}, {a.steps} timed steps, {os.cpu_count()} CPU cores")
+    for n in map(int, a.devices.split(",")):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--child", *flags], env=env,
+                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        r = json.loads(out)
+        print(f"data parallel, {r['devices']} device(s): {r['step_ms']:.1f} ms/step, {r['images_per_s']:.0f} images/s")
+    for s in map(int, a.seeds.split(",")):
+        r = time_seeds(a, s)
+        print(f"--seeds with {r['runs']} run(s) side by side: {r['step_ms']:.1f} ms/step, "
+              f"{r['images_per_s']:.0f} images/s (all runs)")
+
+
+if __name__ == "__main__":
+    main()
