@@ -12,6 +12,7 @@ their sources. Re-running with the same ``--workdir`` resumes from its checkpoin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 
@@ -19,7 +20,7 @@ import jax
 
 from sopjax import config as config_lib
 from sopjax import data as data_lib
-from sopjax import noise, train
+from sopjax import multirun, noise, parallel, train
 
 def _milestones(text: str) -> tuple:
     try:
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-dir", default=None, help=f"folder with CIFAR (else ${data_lib.ENV_VAR}, then ./data, ../shared/data …)")
     ap.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--seeds", type=_milestones, default=None,
+                    help="run these seeds side by side in one vmapped program, e.g. 0,1,2 (one run directory each)")
     return ap
 
 
@@ -116,14 +119,44 @@ def run(args) -> int:
     cfg, preset, why, changes = build_config(args)
     print(f"preset {preset!r} ({why}); overrides: {changes or 'none'}")
     workdir = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
+    if args.seeds:
+        return run_seeds(args, cfg, preset, why)
     arrays, source = load_arrays(cfg, args)
     print(f"workdir {workdir}")
-    s = train.fit(cfg, arrays, workdir, progress=not args.no_progress, log_epochs=True,
-                  extra_config={"preset": preset, "preset_reason": why, "data_source": source})
+    with layout(cfg, len(arrays.x_train)):
+        s = train.fit(cfg, arrays, workdir, progress=not args.no_progress, log_epochs=True,
+                      extra_config={"preset": preset, "preset_reason": why, "data_source": source})
     rows = summary_rows(s)
     w = max(len(r[0]) for r in rows)
     print("\n" + "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows))
     print(f"\nrun directory: {workdir}")
+    return 0
+
+
+@contextlib.contextmanager
+def layout(cfg: config_lib.Config, num_train: int):
+    """Data parallel over every device when there are several (:mod:`sopjax.parallel`); says which."""
+    if jax.device_count() < 2:
+        print(f"layout: {parallel.describe(None, cfg.batch_size, num_train)}")
+        yield
+        return
+    with parallel.data_parallel() as mesh:
+        print(f"layout: {parallel.describe(mesh, cfg.batch_size, num_train)}")
+        yield
+
+
+def run_seeds(args, cfg: config_lib.Config, preset: str, why: str) -> int:
+    """``--seeds``: the runs side by side on one device (:mod:`sopjax.multirun`), one directory each."""
+    cfgs = [dataclasses.replace(cfg, seed=s) for s in args.seeds]
+    base = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}" + (f"-n{cfg.subset}" if cfg.subset else "")
+    workdirs = [f"{base}-s{s}" for s in args.seeds]
+    loaded = [load_arrays(c, args) for c in cfgs]
+    print(f"layout: {len(cfgs)} runs side by side (jax.vmap over the train step, one compile, one copy of the "
+          f"images) on {jax.devices()[0].platform}; run directories {', '.join(workdirs)}")
+    summaries = multirun.fit_many(cfgs, [a for a, _ in loaded], workdirs, extra_config={
+        "preset": preset, "preset_reason": why, "data_source": loaded[0][1], "seeds_side_by_side": list(args.seeds)})
+    for wd, s in zip(workdirs, summaries):
+        print(f"{wd}: test acc last {_f(s['test_acc_last'])}, detection AUROC {_f(s['detection_auroc'])}")
     return 0
 
 
