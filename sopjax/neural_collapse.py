@@ -97,3 +97,38 @@ def nc_metrics(H, y, W, b, num_classes: int) -> dict:
         raise ValueError("neural-collapse measures need samples from at least two classes")
     return {"nc1": nc1(H, y, means, present), **nc2(means, present), "nc3": nc3(W, means, present),
             "nc4": nc4(H, W, b, means, present)}
+
+
+def nc_record(H, given, true, W, b, num_classes: int) -> dict:
+    """Flat per-epoch record: every :func:`nc_metrics` key twice, ``<key>_given`` (class means
+    from the given, possibly wrong, labels) and ``<key>_true`` (from the true labels).
+    H (N, D), given/true (N,) int, W (K, D), b (K,). A label kind with fewer than two
+    classes present is left out."""
+    out = {}
+    for kind, y in (("given", given), ("true", true)):
+        if len(np.unique(y)) >= 2:  # a tiny fit subset may hold one class: nothing to measure
+            out.update({f"{k}_{kind}": v for k, v in nc_metrics(H, y, W, b, num_classes).items()})
+    return out
+
+
+def last_layer(apply_fn, variables, x):
+    """Eval-mode forward that also returns the last ``nn.Dense`` layer's input and weights:
+    (logits (B, K), features H (B, D), W (K, D), b (K,)). Works for any network whose
+    head is its last Dense call (all of :mod:`sopjax.models`); traceable under jit.
+    Raises ValueError if the network has no Dense layer."""
+    import flax.linen as nn
+
+    seen = {}
+
+    def capture(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
+            p = context.module.variables["params"]
+            seen.update(h=args[0], W=p["kernel"].T, b=p["bias"])
+        return out
+
+    with nn.intercept_methods(capture):
+        logits = apply_fn(variables, x, train=False)
+    if not seen:
+        raise ValueError("the network has no Dense layer; neural-collapse features need a linear head")
+    return logits, seen["h"].astype(logits.dtype), seen["W"], seen["b"]

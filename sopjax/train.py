@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from sopjax import losses, models, parallel, pipeline, report, rundir
+from sopjax import losses, models, neural_collapse, parallel, pipeline, report, rundir
 from sopjax.config import Config
 from sopjax.noise import LabelSet
 
@@ -175,6 +175,30 @@ def evaluate(state: TrainState, x_dev, indices: np.ndarray, batch: int = EVAL_BA
     return np.concatenate(out)
 
 
+@jax.jit
+def _predict_features(state: TrainState, x_all, idx):
+    variables = {"params": state.params["net"]}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    x = pipeline.preprocess(x_all[parallel.shard_batch(idx)])
+    logits, h, W, b = neural_collapse.last_layer(state.apply_fn, variables, x)
+    return jax.nn.softmax(logits), h, W, b
+
+
+def evaluate_features(state: TrainState, x_dev, indices: np.ndarray, batch: int = EVAL_BATCH):
+    """As :func:`evaluate`, in the same single pass also the penultimate features: returns
+    probs (n, K), features (n, D) (the input of the last Dense layer), and that layer's
+    W (K, D), b (K,), all float32 numpy."""
+    probs, feats, bs = [], [], min(batch, len(indices))
+    for s in range(0, len(indices), bs):
+        chunk = indices[s:s + bs]
+        idx = np.concatenate([chunk, np.zeros(bs - len(chunk), chunk.dtype)])
+        p, h, W, b = parallel.to_host(_predict_features(state, x_dev, jnp.asarray(idx)))
+        probs.append(p[: len(chunk)])
+        feats.append(h[: len(chunk)])
+    return np.concatenate(probs), np.concatenate(feats).astype(np.float32), np.asarray(W), np.asarray(b)
+
+
 @dataclasses.dataclass(frozen=True)
 class Arrays:
     """Host arrays of one run: x_train (N, …), labels (a LabelSet over N), x_test, y_test (int32)."""
@@ -194,15 +218,19 @@ def fit_subset(cfg: Config, num_train: int) -> np.ndarray:
 
 
 def epoch_record(state: TrainState, arrays: Arrays, devs: dict, sub: np.ndarray) -> dict:
-    """Test accuracy, and on the fit subset the fit to the given, wrong and clean labels."""
+    """Test accuracy, and on the fit subset the fit to the given, wrong and clean labels, and the
+    neural-collapse measures of its penultimate features against the given and the true labels
+    (:func:`sopjax.neural_collapse.nc_record`: ``nc1_given``, ``nc1_true``, …)."""
     labels = arrays.labels
     test_pred = evaluate(state, devs["x_test"], np.arange(len(arrays.x_test))).argmax(-1)
-    pred = evaluate(state, devs["x_train"], sub).argmax(-1)
+    probs, feats, W, b = evaluate_features(state, devs["x_train"], sub)
+    pred = probs.argmax(-1)
     noisy, clean, wrong = labels.noisy[sub], labels.clean[sub], labels.is_wrong[sub]
     return {"test_acc": float(np.mean(test_pred == arrays.y_test)),
             "fit_noisy_acc": float(np.mean(pred == noisy)),
             "memorized_wrong": float(np.mean(pred[wrong] == noisy[wrong])) if wrong.any() else None,
-            "fit_clean_acc": float(np.mean(pred == clean)), "fit_subset_size": int(len(sub))}
+            "fit_clean_acc": float(np.mean(pred == clean)), "fit_subset_size": int(len(sub)),
+            **neural_collapse.nc_record(feats, noisy, clean, W, b, arrays.num_classes)}
 
 
 # ------------------------------------------------------------------ run loop

@@ -101,3 +101,35 @@ def test_all_measures_invariant_to_feature_scale():
     assert before["nc2_equinorm"] > 0.05
     for k, v in before.items():
         assert after[k] == pytest.approx(v, rel=1e-8, abs=1e-12), k
+
+
+def test_last_layer_returns_the_heads_input_and_weights():
+    # The logits must be exactly H Wᵀ + b: catches capturing the wrong Dense (an MLP hidden
+    # layer) or its output instead of its input.
+    import jax
+    import jax.numpy as jnp
+
+    from sopjax import models
+
+    # The MLP has three Dense layers, so only the last one is right; (a ResNet's only Dense
+    # is its head, and compiling one here would cost tens of seconds).
+    for arch in ("mlp",):
+        m = models.make_model(arch, 10, 0.125)
+        x = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 8, 3))
+        v = m.init(jax.random.PRNGKey(1), x, train=False)
+        logits, H, W, b = jax.jit(lambda v, x: nc.last_layer(m.apply, v, x))(v, x)
+        assert H.shape == (3, 64) and W.shape == (10, 64) and b.shape == (10,)
+        np.testing.assert_allclose(logits, H @ W.T + b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(logits, m.apply(v, x, train=False), rtol=1e-5, atol=1e-6)
+
+
+def test_nc_record_given_vs_true_labels():
+    # Features collapsed onto the true classes: NC1 is 0 against the true labels and
+    # positive against labels where one sample's label is wrong.
+    H, y, W, b = collapsed(K=3, D=3, n=4)
+    given = y.copy()
+    given[0] = 1
+    r = nc.nc_record(H, given, y, W, b, 3)
+    assert r["nc1_true"] == pytest.approx(0.0, abs=1e-10) and r["nc1_given"] > 0.01
+    assert set(r) == {f"{k}_{t}" for k in ("nc1", "nc2_equinorm", "nc2_etf", "nc2_maxangle", "nc3", "nc4")
+                      for t in ("given", "true")}
