@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-dir", default=None, help=f"folder with CIFAR (else ${data_lib.ENV_VAR}, then ./data, ../shared/data …)")
     ap.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--seeds", type=_milestones, default=None,
+    ap.add_argument("--seeds", type=_seed_list, default=None,
                     help="run these seeds side by side in one vmapped program, e.g. 0,1,2 (one run directory each)")
     return ap
 
@@ -131,6 +131,16 @@ def run(args) -> int:
     print("\n" + "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows))
     print(f"\nrun directory: {workdir}")
     return 0
+
+
+def _seed_list(text: str) -> tuple:
+    try:
+        seeds = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds such as 0,1,2, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"each seed once, got {text!r}")
+    return seeds
 
 
 @contextlib.contextmanager

@@ -17,6 +17,9 @@ import pytest
 
 from sopjax import distributed
 
+# Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
+pytestmark = pytest.mark.slow
+
 WORKER = pathlib.Path(__file__).parent / "workers" / "distributed_worker.py"
 RTOL = 1e-5
 

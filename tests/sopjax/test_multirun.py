@@ -11,6 +11,9 @@ import pytest
 from sopjax import config as config_lib
 from sopjax import models, multirun, noise, train
 
+# Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
+pytestmark = pytest.mark.slow
+
 N, K, SEEDS = 128, 10, (0, 1)
 RTOL = 1e-5
 

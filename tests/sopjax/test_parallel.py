@@ -17,6 +17,9 @@ import pytest
 WORKER = pathlib.Path(__file__).parent / "workers" / "parallel_worker.py"
 RTOL = 1e-5
 
+# Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
+pytestmark = pytest.mark.slow
+
 
 def rel(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

@@ -25,7 +25,7 @@ class BNNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = True):
-        x = nn.Dense(16, use_bias=False)(x)  # BN cancels a bias
+        x = nn.Dense(16, bias_init=nn.initializers.normal(0.1))(x)  # (BN cancels its gradient; non-zero so rel is defined)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
         return nn.Dense(K)(nn.relu(x))
 
