@@ -1,6 +1,7 @@
 """Train SOP or cross-entropy on CIFAR with noisy labels.
 
-    python -m experiments.cifar                              # `quick` on CPU, `paper-cifar10n` on GPU/TPU
+    python -m experiments.cifar                              # CPU: CE vs SOP (`cpu-compare`); GPU/TPU: `paper-cifar10n`
+    python -m experiments.cifar --preset quick --compare ce,sop   # both methods, one run directory
     python -m experiments.cifar --preset quick --method ce   # the CE baseline, same seed
     python -m experiments.cifar --preset paper-cifar10-sym --noise-rate 0.4
     python -m experiments.cifar --subset 512 --epochs 1      # a smoke run
@@ -18,7 +19,7 @@ import sys
 
 import jax
 
-from sopjax import config as config_lib
+from sopjax import compare, config as config_lib
 from sopjax import data as data_lib
 from sopjax import multirun, noise, parallel, train
 
@@ -48,7 +49,7 @@ def choose_preset(requested: str | None) -> tuple[str, str]:
     backend = jax.default_backend()
     if backend in ("gpu", "tpu", "cuda", "rocm"):
         return "paper-cifar10n", f"default on an accelerator (JAX backend: {backend})"
-    return "quick", f"default without an accelerator (JAX backend: {backend})"
+    return "cpu-compare", f"default without an accelerator (JAX backend: {backend})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-dir", default=None, help=f"folder with CIFAR (else ${data_lib.ENV_VAR}, then ./data, ../shared/data …)")
     ap.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--compare", type=_method_list, default=None,
+                    help="train these methods on the same labels, seed and data order into one run directory "
+                         "with a side-by-side Fig. 1 and a comparison table, e.g. ce,sop (the default of the "
+                         "cpu-compare preset, which is the default on a CPU; --method picks one instead)")
     ap.add_argument("--seeds", type=_seed_list, default=None,
                     help="run these seeds side by side in one vmapped program, e.g. 0,1,2 (one run directory each)")
     return ap
@@ -119,6 +124,9 @@ def run(args) -> int:
     cfg, preset, why, changes = build_config(args)
     print(f"preset {preset!r} ({why}); overrides: {changes or 'none'}")
     workdir = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
+    methods = args.compare or (compare.DEFAULT_METHODS if preset == "cpu-compare" and args.method is None else None)
+    if methods:
+        return run_compare(args, cfg, preset, why, methods)
     if args.seeds:
         return run_seeds(args, cfg, preset, why)
     arrays, source = load_arrays(cfg, args)
@@ -167,6 +175,32 @@ def run_seeds(args, cfg: config_lib.Config, preset: str, why: str) -> int:
         "preset": preset, "preset_reason": why, "data_source": loaded[0][1], "seeds_side_by_side": list(args.seeds)})
     for wd, s in zip(workdirs, summaries):
         print(f"{wd}: test acc last {_f(s['test_acc_last'])}, detection AUROC {_f(s['detection_auroc'])}")
+    return 0
+
+
+def _method_list(text: str) -> tuple:
+    methods = tuple(m.strip() for m in text.split(","))
+    if len(methods) < 2 or len(set(methods)) != len(methods) or not set(methods) <= {"ce", "sop", "sop_plus"}:
+        raise argparse.ArgumentTypeError(f"expected two or more distinct methods among ce, sop, sop_plus, such as "
+                                         f"ce,sop; got {text!r}")
+    return methods
+
+
+def run_compare(args, cfg: config_lib.Config, preset: str, why: str, methods: tuple) -> int:
+    """``--compare``: each method with the same config, seed and data order (:mod:`sopjax.compare`)."""
+    import time
+
+    started = time.perf_counter()
+    workdir = args.workdir or f"runs/{preset}-compare-{cfg.label_set}-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
+    rundir.check_writable(workdir)  # before the data are loaded: fail in seconds, not minutes
+    arrays, source = load_arrays(cfg, args)
+    print(f"comparing {', '.join(methods)} in {workdir}")
+    with layout(cfg, len(arrays.x_train)):
+        rec = compare.run_comparison(cfg, arrays, workdir, methods, progress=not args.no_progress, started=started,
+                                     extra_config={"preset": preset, "preset_reason": why, "data_source": source},
+                                     allow_lr_change=args.allow_lr_change)
+    print("\n" + rec["markdown"])
+    print(f"run directory: {workdir} (comparison.md, comparison.json, fig1.png, neural_collapse.png; one folder per method)")
     return 0
 
 

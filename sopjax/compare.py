@@ -31,6 +31,7 @@ CE_MEMORIZES_AT_LEAST = 0.50
 SOP_MEMORIZES_AT_MOST_OF_CE = 0.50
 SOP_TEST_GAIN_AT_LEAST = 0.03
 SOP_AUROC_AT_LEAST = 0.90
+DEFAULT_METHODS = ("ce", "sop")
 NC_KEYS = ("nc1", "nc2_equinorm", "nc2_etf", "nc3", "nc4")
 
 
@@ -184,16 +185,24 @@ def write_outputs(record: dict, workdir) -> None:
 
 
 def run_comparison(cfg: Config, arrays, workdir, methods=("ce", "sop"), progress: bool = False,
-                   extra_config: dict | None = None, **fit_kw) -> dict:
+                   extra_config: dict | None = None, started: float | None = None, **fit_kw) -> dict:
     """Train each of ``methods`` with ``cfg`` (only ``method`` changes) into
     ``<workdir>/<method>/`` and write the comparison files into ``workdir``.
 
-    Re-running with the same ``workdir`` resumes each method from its checkpoint (a
-    finished method is reloaded, not retrained). Returns the record of
-    :func:`comparison_record`. Raises ValueError for an unknown or repeated method, and
-    whatever :func:`sopjax.train.fit` raises.
+    ``started``: ``time.perf_counter()`` when the caller began (e.g. before loading the data),
+    so ``wall_s`` covers everything; default now. The 1-minute load average before and after
+    is recorded too (the CPU may be shared). Re-running with the same ``workdir`` resumes each
+    method from its checkpoint (a finished method is reloaded, not retrained). Returns the
+    record of :func:`comparison_record`. Raises ValueError for an unknown or repeated method,
+    and whatever :func:`sopjax.train.fit` raises.
     """
+    import os
+    import time
+
     from sopjax import train
+
+    started = time.perf_counter() if started is None else started
+    load_before = os.getloadavg()[0]
 
     methods = list(methods)
     if len(set(methods)) != len(methods) or not set(methods) <= {"ce", "sop", "sop_plus"}:
@@ -206,6 +215,10 @@ def run_comparison(cfg: Config, arrays, workdir, methods=("ce", "sop"), progress
         summaries[m] = train.fit(mcfg, arrays, workdir / m, progress=progress, log_epochs=True,
                                  extra_config={**(extra_config or {}), "compared_in": str(workdir)}, **fit_kw)
         histories[m] = read_history(workdir / m)
-    record = comparison_record(cfg, summaries, histories, {"workdir": str(workdir)})
+    wall = time.perf_counter() - started
+    record = comparison_record(cfg, summaries, histories, {
+        "workdir": str(workdir), "wall_s": wall, "load_avg_1min": [load_before, os.getloadavg()[0]]})
+    record["markdown"] += (f"\nWhole comparison: {wall / 60:.1f} min wall time ({wall:.0f} s), data loading included; "
+                           f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after.\n")
     write_outputs(record, workdir)
     return record

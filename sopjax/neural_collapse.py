@@ -114,9 +114,11 @@ def nc_record(H, given, true, W, b, num_classes: int) -> dict:
 def last_layer(apply_fn, variables, x):
     """Eval-mode forward that also returns the last ``nn.Dense`` layer's input and weights:
     (logits (B, K), features H (B, D), W (K, D), b (K,)). Works for any network whose
-    head is its last Dense call (all of :mod:`sopjax.models`); traceable under jit.
+    head is its last Dense call (all of :mod:`sopjax.models`); a head without bias gets
+    b = 0. Traceable under jit.
     Raises ValueError if the network has no Dense layer."""
     import flax.linen as nn
+    import jax.numpy as jnp
 
     seen = {}
 
@@ -124,7 +126,8 @@ def last_layer(apply_fn, variables, x):
         out = next_fun(*args, **kwargs)
         if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
             p = context.module.variables["params"]
-            seen.update(h=args[0], W=p["kernel"].T, b=p["bias"])
+            W = p["kernel"].T
+            seen.update(h=args[0], W=W, b=p["bias"] if "bias" in p else jnp.zeros(W.shape[0], W.dtype))
         return out
 
     with nn.intercept_methods(capture):

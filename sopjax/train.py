@@ -71,13 +71,27 @@ def make_optimizer(cfg: Config, steps_per_epoch: int) -> optax.GradientTransform
 
     net: SGD with momentum and the decayed lr, weight decay added to the gradient
     (PyTorch's coupled ``SGD(weight_decay=…)``). u, v: plain SGD at ``lr_u``/``lr_v``, no
-    momentum, decay or schedule, so rows outside the batch never move. A CE run has no
-    "u"/"v" leaves and their transforms stay unused.
+    momentum, decay or schedule (but the optional warm-up of :func:`table_lr`), so rows
+    outside the batch never move. A CE run has no "u"/"v" leaves and their transforms stay unused.
     """
     return optax.partition({
         "net": optax.chain(optax.add_decayed_weights(cfg.weight_decay),
                            optax.sgd(lr_schedule(cfg, steps_per_epoch), momentum=cfg.momentum)),
-        "u": optax.sgd(cfg.lr_u), "v": optax.sgd(cfg.lr_v)}, _top_level_labels)
+        "u": optax.sgd(table_lr(cfg.lr_u, cfg, steps_per_epoch)),
+        "v": optax.sgd(table_lr(cfg.lr_v, cfg, steps_per_epoch))}, _top_level_labels)
+
+
+def table_lr(lr: float, cfg: Config, steps_per_epoch: int):
+    """The learning rate of a per-sample table: the constant ``lr`` (the paper), or with
+    ``cfg.uv_warmup_epochs`` > 0 a step schedule that is 0 for that many epochs (rounded to
+    whole steps) and ``lr`` after. u and v grow about multiplicatively per visit from their
+    1e-8 init, at a rate set by how badly the network fits the sample's label, so in a short
+    run the tables would otherwise grow during the first epochs, when the network fits no
+    label and clean and wrong labels look alike (see the ``cpu-compare`` preset)."""
+    if cfg.uv_warmup_epochs <= 0:
+        return lr
+    start = int(round(cfg.uv_warmup_epochs * steps_per_epoch))
+    return lambda step: jnp.where(step < start, 0.0, lr)
 
 
 def create_train_state(cfg: Config, model, example_x, num_train: int, num_classes: int,
@@ -217,16 +231,28 @@ def fit_subset(cfg: Config, num_train: int) -> np.ndarray:
     return np.sort(np.random.default_rng([cfg.seed, 7]).choice(num_train, size=n, replace=False))
 
 
-def epoch_record(state: TrainState, arrays: Arrays, devs: dict, sub: np.ndarray) -> dict:
-    """Test accuracy, and on the fit subset the fit to the given, wrong and clean labels, and the
+def test_rows(cfg: Config, num_test: int, last: bool) -> np.ndarray:
+    """Sorted test-set rows evaluated after an epoch: a seeded subset of ``cfg.test_subset``
+    rows, or all of them when it is 0 or ≥ ``num_test``, and always at the ``last`` epoch (so
+    the reported last-epoch accuracy is on the whole test set)."""
+    if last or cfg.test_subset <= 0 or cfg.test_subset >= num_test:
+        return np.arange(num_test)
+    return np.sort(np.random.default_rng([cfg.seed, 11]).choice(num_test, size=cfg.test_subset, replace=False))
+
+
+def epoch_record(state: TrainState, arrays: Arrays, devs: dict, sub: np.ndarray,
+                 test_idx: np.ndarray | None = None) -> dict:
+    """Test accuracy (on rows ``test_idx``, default all), and on the fit subset the fit to the
+    given, wrong and clean labels, and the
     neural-collapse measures of its penultimate features against the given and the true labels
     (:func:`sopjax.neural_collapse.nc_record`: ``nc1_given``, ``nc1_true``, …)."""
     labels = arrays.labels
-    test_pred = evaluate(state, devs["x_test"], np.arange(len(arrays.x_test))).argmax(-1)
+    test_idx = np.arange(len(arrays.x_test)) if test_idx is None else test_idx
+    test_pred = evaluate(state, devs["x_test"], test_idx).argmax(-1)
     probs, feats, W, b = evaluate_features(state, devs["x_train"], sub)
     pred = probs.argmax(-1)
     noisy, clean, wrong = labels.noisy[sub], labels.clean[sub], labels.is_wrong[sub]
-    return {"test_acc": float(np.mean(test_pred == arrays.y_test)),
+    return {"test_acc": float(np.mean(test_pred == arrays.y_test[test_idx])), "test_size": int(len(test_idx)),
             "fit_noisy_acc": float(np.mean(pred == noisy)),
             "memorized_wrong": float(np.mean(pred[wrong] == noisy[wrong])) if wrong.any() else None,
             "fit_clean_acc": float(np.mean(pred == clean)), "fit_subset_size": int(len(sub)),
@@ -315,7 +341,8 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
         state, train_m = train_epoch(state, epoch, data, cfg, log_every, run, bar)
         train_s = time.perf_counter() - t0
         bar is not None and bar.close()
-        rec = {"epoch": epoch + 1, "step": int(state.step), **train_m, **epoch_record(state, arrays, devs, sub),
+        rec = {"epoch": epoch + 1, "step": int(state.step), **train_m,
+                   **epoch_record(state, arrays, devs, sub, test_rows(cfg, len(arrays.x_test), epoch + 1 == cfg.epochs)),
                "lr": float(lr_schedule(cfg, spe)(int(state.step))), "epoch_train_s": train_s,
                "epoch_total_s": time.perf_counter() - t0, "images_per_s": spe * cfg.batch_size / train_s}
         writer.write(rec, total_epochs=cfg.epochs)

@@ -77,3 +77,13 @@ def test_run_comparison_one_directory_same_data_order(tmp_path):
         assert np.isfinite([h[f"nc1_{kind}"] for h in ce + sop]).all()
     with pytest.raises(ValueError, match="distinct methods"):
         compare.run_comparison(cfg, _arrays(), tmp_path / "bad", methods=("ce", "ce"))
+
+
+def test_cli_default_on_cpu_is_the_comparison_and_bad_lists_exit_2(capsys):
+    from experiments import cifar
+
+    assert cifar.choose_preset(None)[0] == "cpu-compare"  # the test machine has no accelerator
+    assert config_lib.PRESETS["cpu-compare"].validate().augment is False
+    assert cifar.main(["--compare", "ce,ce"]) == 2
+    assert "distinct methods" in capsys.readouterr().err
+    assert cifar.main(["--compare", "ce,bogus"]) == 2

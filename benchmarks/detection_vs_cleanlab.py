@@ -1,0 +1,169 @@
+"""Wrong-label detection: SOP's u, v against cleanlab (k-fold CE) and CE's own 1 − p.
+
+On the same labels, network and epochs (a preset, default ``cpu-compare``):
+
+- cleanlab: ``cleanlab.filter.find_label_issues`` fed out-of-sample probabilities from
+  k-fold cross-validated CE (cleanlab's documented protocol): k networks, each trained
+  on k − 1 folds for the preset's epochs and evaluated on the held-out fold. Its AUROC
+  uses ``1 − cleanlab.rank.get_label_quality_scores`` (self-confidence).
+- SOP: ‖s_i‖₁ from one run's u, v; flagged at the preset's ``detect_threshold`` and,
+  for a like-for-like count, its top-n with n = cleanlab's number of issues.
+- CE: 1 − p(given label) of one run's final network, flagged the same two ways.
+
+The SOP and CE runs are read from a finished comparison directory (``--from-compare``,
+as written by ``python -m experiments.cifar``) so the same runs are not trained twice;
+without it they are trained here. Prints a Markdown table (AUROC, precision, recall, F1,
+flagged count, wall time) and writes it with the raw numbers to ``<workdir>/detection.json``.
+
+    python -m benchmarks.detection_vs_cleanlab --from-compare runs/cpu-compare-compare-worst-s0 --folds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from sopjax import detection, pipeline, rundir, train
+from sopjax import config as config_lib
+
+
+def train_predict(cfg: config_lib.Config, arrays: train.Arrays, fit_rows: np.ndarray, pred_rows: np.ndarray):
+    """Train CE on rows ``fit_rows`` for ``cfg.epochs`` (no run directory) and return eval-mode
+    probabilities (len(pred_rows), K) for rows ``pred_rows``."""
+    import jax
+
+    from sopjax import models
+
+    x, y = arrays.x_train[fit_rows], arrays.labels.noisy[fit_rows].astype(np.int32)
+    spe = len(fit_rows) // cfg.batch_size
+    state = train.create_train_state(cfg, models.make_model(cfg.arch, arrays.num_classes, cfg.width), x, len(x),
+                                     arrays.num_classes, spe)
+    data = (jax.device_put(x), jax.device_put(y))
+    for epoch in range(cfg.epochs):
+        for idx in pipeline.epoch_batches(state.rng, epoch, len(x), cfg.batch_size):
+            state, _ = train.device_step(state, idx, data, cfg)
+    return train.evaluate(state, jax.device_put(arrays.x_train), pred_rows)
+
+
+def out_of_fold_probs(cfg: config_lib.Config, arrays: train.Arrays, k: int) -> np.ndarray:
+    """(N, K) out-of-sample probabilities from k-fold CE; folds are a seeded partition."""
+    N = len(arrays.x_train)
+    folds = np.array_split(np.random.default_rng([cfg.seed, 13]).permutation(N), k)
+    probs = np.zeros((N, arrays.num_classes), np.float32)
+    for j, held in enumerate(folds):
+        rest = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != j]))
+        print(f"fold {j + 1}/{k}: CE on {len(rest)} samples, {cfg.epochs} epochs", flush=True)
+        probs[np.sort(held)] = train_predict(dataclasses.replace(cfg, method="ce"), arrays, rest, np.sort(held))
+    return probs
+
+
+def cached_oof(cfg: config_lib.Config, arrays: train.Arrays, k: int, path: pathlib.Path) -> tuple[np.ndarray, float]:
+    """(out-of-fold probs, their wall time in s), from ``path`` when it holds them for the
+    same labels, config and k; else computed (:func:`out_of_fold_probs`) and saved there."""
+    key = rundir.dumps({"config": dataclasses.asdict(cfg), "k": k})
+    if path.is_file():
+        with np.load(path) as z:
+            if str(z["key"]) == key and np.array_equal(z["given_label"], arrays.labels.noisy):
+                return z["probs"], float(z["wall_s"])
+    t0 = time.perf_counter()
+    probs = out_of_fold_probs(cfg, arrays, k)
+    wall = time.perf_counter() - t0
+    np.savez(path, probs=probs, wall_s=wall, key=np.array(key), given_label=arrays.labels.noisy)
+    return probs, wall
+
+
+def flagged_stats(flagged: np.ndarray, wrong: np.ndarray) -> dict:
+    """Precision, recall, F1 and size of a flagged set (boolean (N,)) against the wrong labels."""
+    tp = int(np.sum(flagged & wrong))
+    p = tp / flagged.sum() if flagged.sum() else float("nan")
+    r = tp / wrong.sum() if wrong.sum() else float("nan")
+    f1 = 2 * p * r / (p + r) if p + r > 0 else float("nan")
+    return {"precision": p, "recall": r, "f1": f1, "flagged": int(flagged.sum())}
+
+
+def top_n(scores: np.ndarray, n: int) -> np.ndarray:
+    """Boolean (N,): the n highest scores."""
+    out = np.zeros(len(scores), bool)
+    out[detection.ranking(scores)[:n]] = True
+    return out
+
+
+def run_scores(cfg, arrays, args) -> dict:
+    """{"sop": (score, wall s), "ce": (score, wall s)} from a comparison directory or fresh runs."""
+    out = {}
+    for m in ("sop", "ce"):
+        d = pathlib.Path(args.from_compare) / m if args.from_compare else pathlib.Path(args.workdir) / m
+        if not args.from_compare:
+            train.fit(dataclasses.replace(cfg, method=m), arrays, d, progress=False, log_epochs=True)
+        with np.load(d / "noise_scores.npz") as z:
+            if not np.array_equal(z["given_label"], arrays.labels.noisy):
+                raise ValueError(f"{d} was trained on other labels; pass the matching --preset/--seed")
+            score = z["score"]
+        out[m] = (score, json.loads((d / "summary.json").read_text())["train_wall_s"])
+    return out
+
+
+def table(rows: dict) -> str:
+    lines = ["| detector | AUROC | precision | recall | F1 | flagged | wall time (s) |", "| --- |" + " --- |" * 6]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['auroc']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+                     f"{r['flagged']} | {r['wall_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    from experiments import cifar
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="cpu-compare", choices=sorted(config_lib.PRESETS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--folds", type=int, default=2, choices=(2, 3, 4, 5))
+    ap.add_argument("--from-compare", default=None, help="a finished comparison directory with ce/ and sop/ runs")
+    ap.add_argument("--workdir", default=None, help="output folder (default runs/detection-vs-cleanlab-s<seed>)")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--oof-only", action="store_true",
+                    help="only compute (and cache in --workdir) the k-fold probabilities, e.g. while the runs train")
+    args = ap.parse_args(argv)
+    args.workdir = args.workdir or f"runs/detection-vs-cleanlab-s{args.seed}"
+    cfg = dataclasses.replace(config_lib.PRESETS[args.preset], seed=args.seed).validate()
+    arrays, _ = cifar.load_arrays(cfg, argparse.Namespace(data_dir=args.data_dir, no_download=True))
+    wrong, given = arrays.labels.is_wrong, arrays.labels.noisy
+    out = pathlib.Path(args.workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    oof, cv_wall = cached_oof(cfg, arrays, args.folds, out / f"oof_probs_{args.folds}fold.npz")
+    if args.oof_only:
+        return 0
+    scores = run_scores(cfg, arrays, args)
+    t0 = time.perf_counter()
+    issues = find_label_issues(given, oof, n_jobs=1)  # no fork: JAX is multithreaded
+    cl_score = 1.0 - get_label_quality_scores(given, oof)
+    cl_wall = cv_wall + time.perf_counter() - t0
+    n = int(issues.sum())
+    rows = {f"cleanlab find_label_issues ({args.folds}-fold CE)":
+            {"auroc": detection.auroc(cl_score, wrong), **flagged_stats(issues, wrong), "wall_s": cl_wall}}
+    for m, label in (("sop", "SOP ‖s‖₁ from u, v"), ("ce", "CE 1 − p(given)")):
+        sc, wall = scores[m]
+        auc = detection.auroc(sc, wrong)
+        rows[f"{label}, score > {cfg.detect_threshold}"] = {"auroc": auc, **flagged_stats(sc > cfg.detect_threshold, wrong),
+                                                            "wall_s": wall}
+        rows[f"{label}, top {n} (cleanlab's count)"] = {"auroc": auc, **flagged_stats(top_n(sc, n), wrong), "wall_s": wall}
+    text = table(rows)
+    print("\n" + text)
+    (out / "detection.json").write_text(rundir.dumps({"preset": args.preset, "seed": args.seed, "folds": args.folds,
+                                                      "num_train": len(given), "wrong": int(wrong.sum()),
+                                                      "from_compare": args.from_compare, "rows": rows,
+                                                      "markdown": text}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
