@@ -176,12 +176,17 @@ def init(cfg: DIPConfig, shape, seed: int):
     """
     k_net, k_z, k_g, k_h = jax.random.split(jax.random.PRNGKey(seed), 4)
     z = 0.1 * jax.random.uniform(k_z, (1, shape[0], shape[1], cfg.input_depth), jnp.float32)
-    net = SkipNet(tuple(cfg.channels), cfg.skip_channels, shape[-1])
     scale = cfg.init_gh if cfg.method == "dop" else 0.0
-    params = {"net": net.init(k_net, z)["params"],
+    params = {"net": _compiled_init(tuple(cfg.channels), cfg.skip_channels, shape[-1])(k_net, z)["params"],
               "g": scale * jax.random.normal(k_g, (1, *shape), jnp.float32),
               "h": scale * jax.random.normal(k_h, (1, *shape), jnp.float32)}
     return params, z
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_init(channels: tuple, skip_channels: int, out_channels: int):
+    # jitted: Flax's eager init dispatches (and compiles) op by op, ~40 s on a loaded 2-core CPU
+    return jax.jit(SkipNet(channels, skip_channels, out_channels).init)
 
 
 def _loss(net: SkipNet, weights, params, z, y):
