@@ -399,8 +399,11 @@ def plot_phase(rec: dict):
     titles = {"dop": f"DOP GD, α = √n, {c['gd']['iters']} steps", "convex": f"convex RPCA ({rec['solver']}), λ = 1/√n",
               "ialm": "IALM (pyrpca), λ = 1/√n"}
     for ax, (name, title) in zip(axes, titles.items()):
-        im = ax.pcolormesh(c["rhos"], c["ranks"], np.asarray(rec["success_rate"][name], float), vmin=0, vmax=1,
-                           cmap="gray", shading="nearest")
+        # cells by index: the grids are not evenly spaced
+        im = ax.imshow(np.asarray(rec["success_rate"][name], float), vmin=0, vmax=1, cmap="gray", origin="lower",
+                       aspect="auto")
+        ax.set_xticks(range(len(c["rhos"])), [f"{x:g}" for x in c["rhos"]])
+        ax.set_yticks(range(len(c["ranks"])), [str(r) for r in c["ranks"]])
         ax.set(xlabel="corruption fraction ρ", ylabel="rank r", title=title)
     fig.colorbar(im, ax=axes, label=f"success rate (rel. error < {c['threshold']:g})")
     fig.suptitle(f"Phase transition, n={c['n']}, {c['trials']} trials per cell, seed {rec['seed']}")
