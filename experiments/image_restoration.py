@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         return 2 if e.code else 0
     try:
         return run(args)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # bad input, or an output folder that cannot be written
         if args.debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
@@ -202,6 +202,9 @@ def run(args) -> int:
                if getattr(args, k) is not None}
     cfg = dataclasses.replace(cfg, **changes).validate()
     out = args.out or pathlib.Path("runs") / f"image_restoration-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S%f}"
+    from theory.matrix_recovery import check_writable
+
+    check_writable(out)
     print(f"config: {cfg}; seed {args.seed}; output {out}; load avg {os.getloadavg()}")
     rec = compute_restoration(cfg, args.seed)
     fig = plot_restoration(rec)

@@ -435,6 +435,14 @@ def save(out: pathlib.Path, stem: str, fig, record: dict) -> None:
     print(f"wrote {out / stem}.png and .json")
 
 
+def check_writable(out: pathlib.Path) -> None:
+    """Create ``out`` and write/remove a probe file there, so an unwritable folder fails before any compute."""
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".write-probe"
+    probe.write_text("")
+    probe.unlink()
+
+
 def default_out(name: str) -> pathlib.Path:
     """A fresh ``runs/<name>-<UTC time>`` directory, so a run never overwrites committed figures."""
     return pathlib.Path("runs") / f"{name}-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S%f}"
@@ -456,7 +464,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         return _run(args)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # bad input, or an output folder that cannot be written
         if args.debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
@@ -475,6 +483,7 @@ def _run(args) -> int:
             check_sizes(c.n, r, rho)
     ConvexRPCA(2, args.solver)
     out = args.out or default_out("matrix_recovery")
+    check_writable(out)
     t0 = time.perf_counter()
     for name in parts:
         t = time.perf_counter()

@@ -92,6 +92,8 @@ def test_image_cli_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsy
     assert ir.main(["--quick", "--size", "100"]) == 2
     assert ir.main(["--quick", "--images", "lena"]) == 2
     assert ir.main(["--quick", "--levels", "0.5,1.2"]) == 2
+    (tmp_path / "afile").write_text("")
+    assert ir.main(["--quick", "--out", str(tmp_path / "afile")]) == 2  # unwritable: fails before computing
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(e.startswith("error: ") for e in err)
+    assert len(err) == 4 and all(e.startswith("error: ") for e in err)
     assert not (tmp_path / "runs").exists()

@@ -79,6 +79,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert mr.main(["--quick", "--n", "1"]) == 2
     assert mr.main(["--quick", "--solver", "nosuch"]) == 2
+    (tmp_path / "afile").write_text("")
+    assert mr.main(["--quick", "--out", str(tmp_path / "afile")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(e.startswith("error: ") for e in err) and "Traceback" not in "".join(err)
+    assert len(err) == 3 and all(e.startswith("error: ") for e in err) and "Traceback" not in "".join(err)
     assert not (tmp_path / "runs").exists()  # nothing half-written
