@@ -29,6 +29,8 @@ class Config:
     sop_variant: str = _f("reference", "reference (the authors' code) or paper (Algorithm 1)")
     arch: str = _f("preact_resnet18", "network: " + ", ".join(models.ARCHS))
     width: float = _f(1.0, "channel-width multiplier (1.0 = published widths)")
+    dtype: str = _f("float32", "compute dtype of convolutions and matmuls: float32 or bfloat16 "
+                               "(params, u, v, the loss and BN statistics stay float32)")
     epochs: int = _f(300, "passes over the training set")
     batch_size: int = _f(128, "images per step")
     lr: float = _f(0.02, "network SGD learning rate (batch-mean loss)")
@@ -60,6 +62,8 @@ class Config:
             raise ValueError(f"unknown --arch {self.arch!r}; choose one of {models.ARCHS}")
         if self.schedule not in ("cosine", "multistep"):
             raise ValueError(f"--schedule must be 'cosine' or 'multistep', got {self.schedule!r}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"--dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.width <= 0:
             raise ValueError("epochs, batch size and width must be positive")
         return self

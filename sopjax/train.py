@@ -94,6 +94,12 @@ def table_lr(lr: float, cfg: Config, steps_per_epoch: int):
     return lambda step: jnp.where(step < start, 0.0, lr)
 
 
+def build_model(cfg: Config, num_classes: int):
+    """The network of ``cfg``: ``cfg.arch`` at ``cfg.width``, computing in ``cfg.dtype``
+    (convolutions and matmuls; params stay float32, logits are returned as float32)."""
+    return models.make_model(cfg.arch, num_classes, cfg.width, dtype=jnp.dtype(cfg.dtype))
+
+
 def create_train_state(cfg: Config, model, example_x, num_train: int, num_classes: int,
                        steps_per_epoch: int) -> TrainState:
     """Initialise from ``cfg.seed``: the network, and for SOP ``u`` (N, 1), ``v`` (N, K)
@@ -329,7 +335,7 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     spe = N // cfg.batch_size
     if spe < 1:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {N} training samples; lower --batch-size")
-    model = model or models.make_model(cfg.arch, arrays.num_classes, cfg.width)
+    model = model or build_model(cfg, arrays.num_classes)
     state = create_train_state(cfg, model, arrays.x_train, N, arrays.num_classes, spe)
     run = rundir.RunDir.open(workdir, rundir.config_record(cfg, arrays.labels, N, spe, extra_config))
     state = run.restore(parallel.place_state(state, N))
