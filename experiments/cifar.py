@@ -21,7 +21,7 @@ import jax
 
 from sopjax import compare, config as config_lib
 from sopjax import data as data_lib
-from sopjax import multirun, noise, parallel, train
+from sopjax import inputs, multirun, noise, parallel, rundir, train
 
 def _milestones(text: str) -> tuple:
     try:
@@ -52,8 +52,16 @@ def choose_preset(requested: str | None) -> tuple[str, str]:
     return "cpu-compare", f"default without an accelerator (JAX backend: {backend})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose error is one line (its usage of ~30 flags would bury the message)."""
+
+    def error(self, message):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(config_lib.PRESETS))
     add_config_flags(ap)
     ap.add_argument("--workdir", default=None, help="run directory (default runs/<preset>-<method>-<labels>-s<seed>)")
@@ -66,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "cpu-compare preset, which is the default on a CPU; --method picks one instead)")
     ap.add_argument("--seeds", type=_seed_list, default=None,
                     help="run these seeds side by side in one vmapped program, e.g. 0,1,2 (one run directory each)")
+    ap.add_argument("--allow-lr-change", action="store_true",
+                    help="resume a run in --workdir with new --lr/--lr-u/--lr-v (recorded in config.json)")
+    ap.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return ap
 
 
@@ -73,12 +84,64 @@ def parse(argv=None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+# Errors of bad input or of the machine (disk, permissions): exit code 2 with one line.
+EXPECTED_ERRORS = (ValueError, data_lib.DataError, train.TrainingDiverged, OSError)
+
+
+def error_line(e: BaseException) -> str:
+    """One line for ``e``: its message, or for an unexpected error where to get the traceback."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f" ({e.filename})" if e.filename else ""
+        msg = (f"{e.strerror}{where}; free disk space or fix permissions, then re-run the same command "
+               "(it resumes from the last finished epoch)")
+    elif isinstance(e, EXPECTED_ERRORS):
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "RESOURCE_EXHAUSTED" in msg or "No space left" in msg:  # orbax/TensorStore's disk-full error
+            msg += "; free disk space, then re-run the same command (it resumes from the last finished epoch)"
+    else:
+        msg = f"internal error ({type(e).__name__}: {e}); re-run with --debug for the traceback and report it"
+    return "error: " + " ".join(msg.split())[:1000]
+
+
+@contextlib.contextmanager
+def _quiet_background_errors(enabled: bool):
+    """Orbax's writer threads log and print their own tracebacks when a save fails (~100
+    lines for a full disk); the main thread reports the same error in one line. Restored after
+    a success only: after an error those threads print while the process exits."""
+    import logging
+    import threading
+
+    # TensorStore's C++ callbacks print "Event loop is closed" through sys.excepthook / unraisablehook.
+    absl, hooks = logging.getLogger("absl"), (threading.excepthook, sys.excepthook, sys.unraisablehook)
+    level = absl.level
+    if enabled:
+        absl.setLevel(logging.CRITICAL)
+        threading.excepthook = sys.excepthook = sys.unraisablehook = lambda *a: None
+    yield
+    absl.setLevel(level)
+    threading.excepthook, sys.excepthook, sys.unraisablehook = hooks
+
+
 def main(argv=None) -> int:
+    """The CLI: 0 on success, 2 with one line on bad input or a machine error, 1 on a bug
+    (``--debug`` shows the traceback), 130 when interrupted."""
     try:
-        return run(parse(argv))
-    except (ValueError, data_lib.DataError, train.TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        args = parse(argv)
+    except SystemExit as e:  # --help, or a bad flag (already reported in one line)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        with _quiet_background_errors(not args.debug):
+            return run(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted; re-run the same command to resume from the last finished epoch", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        print(error_line(e), file=sys.stderr)
+        return 2 if isinstance(e, EXPECTED_ERRORS) else 1
 
 
 def build_config(args) -> tuple[config_lib.Config, str, str, dict]:
@@ -95,6 +158,7 @@ def load_arrays(cfg: config_lib.Config, args) -> tuple[train.Arrays, str]:
     ds = data_lib.load_cifar(cfg.dataset, args.data_dir, download_missing=not args.no_download)
     labels = noise.make_label_set(cfg.label_set, ds.y_train, ds.num_classes, cfg.noise_rate, cfg.seed, args.data_dir)
     x_train = ds.x_train
+    inputs.check_subset(cfg.subset, len(x_train))
     if cfg.subset:
         x_train = x_train[: cfg.subset]
         labels = dataclasses.replace(labels, noisy=labels.noisy[: cfg.subset], clean=labels.clean[: cfg.subset])
@@ -129,11 +193,13 @@ def run(args) -> int:
         return run_compare(args, cfg, preset, why, methods)
     if args.seeds:
         return run_seeds(args, cfg, preset, why)
+    rundir.check_writable(workdir)  # before the data are loaded: fail in seconds, not minutes
     arrays, source = load_arrays(cfg, args)
     print(f"workdir {workdir}")
     with layout(cfg, len(arrays.x_train)):
         s = train.fit(cfg, arrays, workdir, progress=not args.no_progress, log_epochs=True,
-                      extra_config={"preset": preset, "preset_reason": why, "data_source": source})
+                      extra_config={"preset": preset, "preset_reason": why, "data_source": source},
+                      allow_lr_change=args.allow_lr_change)
     rows = summary_rows(s)
     w = max(len(r[0]) for r in rows)
     print("\n" + "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows))

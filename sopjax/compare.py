@@ -138,7 +138,7 @@ def plot_fig1(record: dict):
         ax.set(xlabel="epoch", title=m.upper(), ylim=(0, 1))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
-    axes[0].legend(fontsize=8, loc="lower left")
+    axes[0].legend(fontsize=8, loc="best")
     return fig
 
 

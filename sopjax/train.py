@@ -26,12 +26,12 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from sopjax import losses, models, neural_collapse, parallel, pipeline, report, rundir
+from sopjax import inputs, losses, models, neural_collapse, parallel, pipeline, report, rundir
 from sopjax.config import Config
 from sopjax.noise import LabelSet
 
 EVAL_BATCH = 1000
-SOP_METHODS = ("sop",)
+SOP_METHODS = ("sop", "sop_plus")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -53,11 +53,17 @@ class TrainState(train_state.TrainState):
 
 
 def lr_schedule(cfg: Config, steps_per_epoch: int) -> optax.Schedule:
-    """The network's learning rate per *step*: cosine from ``lr`` to 0 over all steps, or
-    ×0.1 at each epoch in ``milestones`` (``schedule="multistep"``)."""
+    """The network's learning rate per *step*: cosine from ``lr`` to ``lr_min`` over all steps;
+    ``cosine_epoch``, PyTorch's ``CosineAnnealingLR(T_max=epochs, eta_min=lr_min)`` stepped once
+    per epoch (the authors' trainer); or ×0.1 at each epoch in ``milestones`` (``multistep``)."""
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "cosine":
-        return optax.cosine_decay_schedule(cfg.lr, decay_steps=max(total, 1))
+        return optax.cosine_decay_schedule(cfg.lr, decay_steps=max(total, 1), alpha=cfg.lr_min / cfg.lr)
+    if cfg.schedule == "cosine_epoch":
+        def per_epoch(step):
+            e = jnp.minimum(step // steps_per_epoch, cfg.epochs)
+            return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1.0 + jnp.cos(jnp.pi * e / cfg.epochs))
+        return per_epoch
     return optax.piecewise_constant_schedule(cfg.lr, {int(m) * steps_per_epoch: 0.1 for m in cfg.milestones})
 
 
@@ -130,7 +136,18 @@ def _forward(state: TrainState, net_params, x):
 
 
 def loss_fn(params, state: TrainState, batch: dict, cfg: Config):
-    """Batch-mean training loss of ``cfg.method``; returns (loss, (logits, batch_stats, aux))."""
+    """Batch-mean training loss of ``cfg.method``; returns (loss, (logits, batch_stats, aux)).
+
+    SOP+ runs one forward pass over ``[x; x_strong]`` (2B images, so BatchNorm's batch
+    statistics cover both views, as in the authors' trainer) and returns the weak half's logits.
+    """
+    if cfg.method == "sop_plus":
+        both, new_stats = _forward(state, params["net"], jnp.concatenate([batch["x"], batch["x_strong"]]))
+        logits, strong = jnp.split(both, 2)
+        u_b, v_b = params["u"][batch["idx"]], params["v"][batch["idx"]]
+        loss, aux = losses.sop_plus_loss(logits, strong, batch["y"], u_b, v_b, cfg.lambda_c, cfg.lambda_b,
+                                         cfg.sop_variant)
+        return loss, (logits, new_stats, aux)
     logits, new_stats = _forward(state, params["net"], batch["x"])
     if cfg.method in SOP_METHODS:
         u_b, v_b = params["u"][batch["idx"]], params["v"][batch["idx"]]
@@ -145,8 +162,9 @@ def train_step(state: TrainState, batch: dict, cfg: Config):
     """One SGD step on a ready batch. Pure (jit it, or call :func:`device_step`).
 
     batch: {"x": (B, …) float32 network input, "y": (B,) int32 given labels, "idx": (B,)
-    int32 dataset positions (rows of u, v)}. Returns (new state, metrics): batch means
-    of loss, ce, mse (SOP), and acc against the given labels.
+    int32 dataset positions (rows of u, v)}; SOP+ adds "x_strong" (B, …) float32, the strong
+    view of the same images. Returns (new state, metrics): batch means of loss, ce, mse
+    (SOP), consistency and balance (SOP+), and acc against the given labels.
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (logits, new_stats, aux)), grads = grad_fn(state.params, state, batch, cfg)
@@ -170,6 +188,7 @@ def gather_batch(state: TrainState, idx, data, cfg: Config) -> dict:
 def device_step(state: TrainState, idx, data, cfg: Config):
     """The jitted, donated training update: :func:`gather_batch` then :func:`train_step`."""
     return train_step(state, gather_batch(state, idx, data, cfg), cfg)
+
 
 
 # ---------------------------------------------------------------- evaluation
@@ -273,14 +292,37 @@ def every(n: int, i: int, last: int) -> bool:
     return (i + 1) % n == 0 or i + 1 == last
 
 
-def check_finite(metrics: dict, where: str, last_good: int | None, workdir) -> None:
-    """Raise :class:`TrainingDiverged` if a host-read metric is NaN or inf."""
-    bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-    if bad:
-        kept = (f"the checkpoint after epoch {last_good} is kept in {workdir}" if last_good
-                else f"no checkpoint was written yet in {workdir}")
-        raise TrainingDiverged(f"{', '.join(bad)} became {list(bad.values())[0]} at {where}; {kept}. "
-                               "Start a new run (a new --workdir) with a lower --lr, --lr-u or --lr-v.")
+@jax.jit
+def nonfinite_fractions(params) -> dict:
+    """Fraction (float32 scalar) of entries that are NaN/inf or whose square overflows
+    (|x| > ~1.8e19 in float32: the noise score u⊙u⊙y − v⊙v⊙(1−y) is then NaN) in each trained
+    group of ``params``: "net" (all network leaves together), "u", "v". One scalar each."""
+    out = {}
+    for name, sub in params.items():
+        leaves = jax.tree.leaves(sub)
+        out[name] = sum(jnp.sum(~jnp.isfinite(l * l)) for l in leaves) / sum(l.size for l in leaves)
+    return out
+
+
+_ARRAY_NAMES = {"net": ("the network weights", "--lr"), "u": ("the u table", "--lr-u"), "v": ("the v table", "--lr-v")}
+
+
+def check_finite(metrics: dict, where: str, last_good: int | None, workdir, tables: dict | None = None) -> None:
+    """Raise :class:`TrainingDiverged` if a host-read metric is NaN or inf, or a trained
+    array group in ``tables`` ({name: fraction of NaN/inf entries}) has any. The message
+    says what is kept in ``workdir`` and how to go on."""
+    bad = [f"{k} became {v}" for k, v in metrics.items() if not np.isfinite(v)]
+    groups = [k for k, f in (tables or {}).items() if not float(f) == 0.0]
+    bad += [f"{_ARRAY_NAMES.get(k, (k,))[0]} hold {100 * float(tables[k]):.3g}% entries that are NaN, inf or overflow when squared" for k in groups]
+    if not bad:
+        return
+    flags = " and ".join(_ARRAY_NAMES[k][1] for k in groups if k in _ARRAY_NAMES) or "--lr, --lr-u or --lr-v"
+    if last_good:
+        advice = (f"The checkpoint after epoch {last_good} is kept in {workdir}: resume from it with a lower {flags} "
+                  "and --allow-lr-change (same --workdir), or start anew in a new --workdir")
+    else:
+        advice = f"No epoch finished, so nothing was kept: re-run with a lower {flags}"
+    raise TrainingDiverged(f"training diverged at {where}: {'; '.join(bad)}. {advice}.")
 
 
 def train_epoch(state: TrainState, epoch: int, data, cfg: Config, log_every: int, run, bar=None):
@@ -296,7 +338,7 @@ def train_epoch(state: TrainState, epoch: int, data, cfg: Config, log_every: int
         if every(log_every, i, steps):
             mean = {k: float(v) / (i + 1) for k, v in sums.items()}
             check_finite({**mean, "loss (this step)": float(m["loss"])}, f"epoch {epoch + 1}, step {i + 1}",
-                         run.last_epoch, run.path)
+                         run.last_epoch, run.path, tables=nonfinite_fractions(state.params))
             if bar is not None:
                 bar.update(i + 1 - bar.n)
                 bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['acc']:.3f}")
@@ -319,7 +361,7 @@ def _progress_bar(enabled: bool, total: int, epoch: int, epochs: int):
 
 def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True, log_every: int = 25,
         extra_config: dict | None = None, stop_after_epochs: int | None = None,
-        log_epochs: bool = False) -> dict | None:
+        log_epochs: bool = False, allow_lr_change: bool = False) -> dict | None:
     """Train ``cfg`` on ``arrays`` in ``workdir``, resuming from its newest checkpoint.
 
     Units: ``cfg.epochs`` are passes over the training set; test accuracy and the fit
@@ -327,33 +369,39 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     :mod:`sopjax.rundir` and :mod:`sopjax.report`. Returns the summary dict, or None when
     ``stop_after_epochs`` ended this call early (as a preemption would; call again to resume).
 
-    Raises TrainingDiverged on a NaN/inf metric, ValueError for a bad config or a
-    ``workdir`` that holds a different run.
+    Checks the config and the data before writing anything; the run directory is locked
+    while in use. ``allow_lr_change``: resume a run with new lr, lr_u, lr_v (recorded).
+
+    Raises TrainingDiverged on a NaN/inf metric or trained array; ValueError for a bad
+    config or data, or a ``workdir`` that cannot be written, is in use, or holds a
+    different run or data (:class:`sopjax.rundir.RunDirError`).
     """
     cfg.validate()
+    inputs.check_arrays(arrays)
     N = len(arrays.x_train)
     spe = N // cfg.batch_size
     if spe < 1:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {N} training samples; lower --batch-size")
     model = model or build_model(cfg, arrays.num_classes)
     state = create_train_state(cfg, model, arrays.x_train, N, arrays.num_classes, spe)
-    run = rundir.RunDir.open(workdir, rundir.config_record(cfg, arrays.labels, N, spe, extra_config))
-    state = run.restore(parallel.place_state(state, N))
-    devs, data = _device_arrays(arrays)
-    sub, writer = fit_subset(cfg, N), rundir.MetricWriter(run.metrics_path, echo=progress or log_epochs)
-    end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, run.start_epoch + stop_after_epochs)
-    for epoch in range(run.start_epoch, end):
-        t0, bar = time.perf_counter(), _progress_bar(progress, spe, epoch, cfg.epochs)
-        state, train_m = train_epoch(state, epoch, data, cfg, log_every, run, bar)
-        train_s = time.perf_counter() - t0
-        bar is not None and bar.close()
-        rec = {"epoch": epoch + 1, "step": int(state.step), **train_m,
+    record = rundir.config_record(cfg, arrays, N, spe, extra_config)
+    with rundir.RunDir.open(workdir, record, allow_lr_change) as run:
+        state = run.restore(parallel.place_state(state, N))
+        devs, data = _device_arrays(arrays)
+        sub, writer = fit_subset(cfg, N), rundir.MetricWriter(run.metrics_path, echo=progress or log_epochs)
+        end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, run.start_epoch + stop_after_epochs)
+        for epoch in range(run.start_epoch, end):
+            t0, bar = time.perf_counter(), _progress_bar(progress, spe, epoch, cfg.epochs)
+            state, train_m = train_epoch(state, epoch, data, cfg, log_every, run, bar)
+            train_s = time.perf_counter() - t0
+            bar is not None and bar.close()
+            rec = {"epoch": epoch + 1, "step": int(state.step), **train_m,
                    **epoch_record(state, arrays, devs, sub, test_rows(cfg, len(arrays.x_test), epoch + 1 == cfg.epochs)),
-               "lr": float(lr_schedule(cfg, spe)(int(state.step))), "epoch_train_s": train_s,
-               "epoch_total_s": time.perf_counter() - t0, "images_per_s": spe * cfg.batch_size / train_s}
-        writer.write(rec, total_epochs=cfg.epochs)
-        run.save(epoch + 1, state)
-    if end < cfg.epochs:
-        return None
-    probs = evaluate(state, devs["x_train"], np.arange(N))
-    return report.finalize(cfg, parallel.to_host(state.params), probs, arrays, writer.history, run.path)
+                   "lr": float(lr_schedule(cfg, spe)(int(state.step))), "epoch_train_s": train_s,
+                   "epoch_total_s": time.perf_counter() - t0, "images_per_s": spe * cfg.batch_size / train_s}
+            writer.write(rec, total_epochs=cfg.epochs)
+            run.save(epoch + 1, state)
+        if end < cfg.epochs:
+            return None
+        probs = evaluate(state, devs["x_train"], np.arange(N))
+        return report.finalize(cfg, parallel.to_host(state.params), probs, arrays, writer.history, run.path)

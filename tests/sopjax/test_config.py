@@ -12,7 +12,17 @@ from sopjax import config as config_lib
     ({"method": "mixup"}, "--method"), ({"label_set": "sym40"}, "unknown label set"),
     ({"noise_rate": 1.5}, r"\[0, 1\]"), ({"noise_rate": float("nan")}, r"\[0, 1\]"),
     ({"arch": "vgg"}, "unknown --arch"), ({"schedule": "linear"}, "--schedule"),
-    ({"epochs": 0}, "positive"), ({"batch_size": -1}, "positive"), ({"width": 0.0}, "positive"),
+    ({"epochs": 0}, "--epochs"), ({"batch_size": -1}, "--batch-size"), ({"width": 0.0}, "--width"),
+    # issue 9: signs, NaN, ranges and types
+    ({"lr": -1.0}, r"--lr must be a finite number > 0"), ({"subset": -49488}, "--subset"),
+    ({"seed": -1}, "--seed"), ({"seed": 2**32}, "--seed"), ({"width": float("nan")}, "--width"),
+    ({"lr_u": float("inf")}, "--lr-u"), ({"lr_v": -1.0}, "--lr-v"), ({"momentum": 1.0}, "--momentum"),
+    ({"weight_decay": float("nan")}, "--weight-decay"), ({"init_std": -1e-8}, "--init-std"),
+    ({"eval_subset": -1}, "--eval-subset"), ({"detect_threshold": float("nan")}, "--detect-threshold"),
+    ({"epochs": 1.5}, "--epochs must be of type int"), ({"augment": 1}, "--augment must be of type bool"),
+    ({"seed": True}, "--seed must be of type int"), ({"milestones": (0, 5)}, "--milestones"),
+    ({"dataset": "mnist"}, "--dataset"), ({"sop_variant": "x"}, "--sop-variant"),
+    ({"label_set": "worst", "dataset": "cifar100"}, "--dataset cifar10"),
 ])
 def test_validate_names_the_bad_field(change, message):
     with pytest.raises(ValueError, match=message):
