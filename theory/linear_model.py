@@ -54,10 +54,6 @@ class Problem:
     s_star: np.ndarray
     seed: int | np.ndarray
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.J.shape[-2:]
-
 
 def _check_sizes(N: int, p: int, r: int, k: int) -> None:
     if not (N >= 1 and p >= 1):
@@ -78,18 +74,8 @@ def make_problem(N: int, p: int, r: int, k: int, seed: int) -> Problem:
     Returns a :class:`Problem` of float64 arrays J (N, p), y (N,), theta_star (p,),
     s_star (N,). Raises ValueError if r ∉ [1, min(N, p)] or k ∉ [0, N].
     """
-    _check_sizes(N, p, r, k)
-    rng = np.random.default_rng(seed)
-    A = rng.standard_normal((N, r))
-    B = rng.standard_normal((r, p))
-    J = A @ B
-    s_star = np.zeros(N)
-    support = rng.choice(N, size=k, replace=False)
-    s_star[support] = rng.standard_normal(k)
-    theta = rng.standard_normal(p)
-    y = J @ theta + s_star
-    theta_star = np.linalg.pinv(J) @ (y - s_star)
-    return Problem(J=J, y=y, theta_star=theta_star, s_star=s_star, seed=seed)
+    P = _build(N, p, r, k, [seed])
+    return Problem(J=P.J[0], y=P.y[0], theta_star=P.theta_star[0], s_star=P.s_star[0], seed=seed)
 
 
 def make_problems(N: int, p: int, r: int, k: int, seed: int, trials: int) -> Problem:
@@ -101,14 +87,27 @@ def make_problems(N: int, p: int, r: int, k: int, seed: int, trials: int) -> Pro
     the per-trial integer seeds. Raises ValueError as :func:`make_problem`.
     """
     seeds = [int(np.random.SeedSequence([seed, t]).generate_state(1)[0]) for t in range(trials)]
-    probs = [make_problem(N, p, r, k, s) for s in seeds]
-    return Problem(
-        J=np.stack([q.J for q in probs]),
-        y=np.stack([q.y for q in probs]),
-        theta_star=np.stack([q.theta_star for q in probs]),
-        s_star=np.stack([q.s_star for q in probs]),
-        seed=np.asarray(seeds),
-    )
+    return _build(N, p, r, k, seeds)
+
+
+def _build(N: int, p: int, r: int, k: int, seeds) -> Problem:
+    """The draws of each seed (A, B, support, s★ values, θ, in that order), then the
+    algebra for the whole batch at once (one stacked matmul, not one per trial)."""
+    _check_sizes(N, p, r, k)
+    A, B, S, theta = (np.empty((len(seeds),) + shape) for shape in ((N, r), (r, p), (N,), (p,)))
+    for i, sd in enumerate(seeds):
+        rng = np.random.default_rng(sd)
+        A[i], B[i] = rng.standard_normal((N, r)), rng.standard_normal((r, p))
+        S[i] = 0.0
+        S[i, rng.choice(N, size=k, replace=False)] = rng.standard_normal(k)
+        theta[i] = rng.standard_normal(p)
+    J = A @ B
+    y = np.einsum("tnp,tp->tn", J, theta) + S
+    # θ★ = pinv(J)(y − s★) = pinv(J)·Jθ, the projection of θ onto row(J) = row(B)
+    # (A has full column rank): Bᵀ(BBᵀ)⁻¹Bθ costs an r×r solve instead of an SVD.
+    Bt = np.einsum("trp,tp->tr", B, theta)
+    theta_star = np.einsum("trp,tr->tp", B, np.linalg.solve(B @ B.transpose(0, 2, 1), Bt[..., None])[..., 0])
+    return Problem(J=J, y=y, theta_star=theta_star, s_star=S, seed=np.asarray(seeds))
 
 
 # ----------------------------------------------------------------- the dynamics
@@ -119,24 +118,26 @@ def alpha_for(lam, gamma):
     return -np.log(gamma) / (2.0 * np.asarray(lam, dtype=np.float64))
 
 
-def lam_for(alpha, gamma):
-    """Inverse of :func:`alpha_for`: λ = −log γ / (2α)."""
-    return -np.log(gamma) / (2.0 * np.asarray(alpha, dtype=np.float64))
+# τ·α·max|y| ≤ 1/TAU_ACCURACY. Stability alone needs 4; accuracy needs more, because GD's
+# limit sits O(τ) away from the flow limit (the invariant u⊙v = γ² of eq. 20 shrinks by
+# 1 − 4α²τ²r² per step). On Fig. 2's instance at λ = 0.01 the θ gap is 4.5% at 4, 0.73% at 32.
+TAU_ACCURACY = 32.0
 
 
 def default_tau(J, y, alpha_max: float) -> float:
-    """Step size τ for eq. (16) that is stable up to ``alpha_max``.
+    """Step size τ for eq. (16): stable, and accurate to ~1% of the flow limit up to ``alpha_max``.
 
-    Rule: ``τ = 1 / (‖J‖₂² + 4·α_max·max(‖y‖_∞, 1))``.
+    Rule: ``τ = 1 / (‖J‖₂² + TAU_ACCURACY·α_max·max(‖y‖_∞, 1))`` with TAU_ACCURACY = 32.
 
     Why: near a solution the residual obeys ``r⁺ ≈ (I − τ(JJᵀ + 4α·diag(u²+v²))) r``,
-    and on the flow ``u² + v² = sqrt(s² + 4γ⁴) ≲ |s| ≈ |y − Jθ|``. Plain GD is
-    stable while τ times the largest eigenvalue is below 2; the rule keeps it at
-    most 1 using ``‖y‖_∞`` as the scale of |s|, which leaves a factor-2 margin for
-    transients where |s| overshoots. For a batch of problems take the max over it.
+    and on the flow ``u² + v² = sqrt(s² + 4γ⁴) ≲ |s| ≈ |y − Jθ|``, so a factor 4
+    keeps GD stable. GD's limit, though, is O(τ) away from the flow limit, and the
+    gap grows with α·τ·|y|: at 4 it is 4.5% (θ) on Fig. 2's instance at λ = 0.01,
+    at 32 it is 0.73% (0.9% at λ = 0.01, ≤ 2e-5 at λ ≥ 0.03). For a batch of
+    problems take the max over it.
     """
     sig2, ymax = _tau_scales(J, y)
-    return 1.0 / (sig2 + 4.0 * float(alpha_max) * ymax)
+    return 1.0 / (sig2 + TAU_ACCURACY * float(alpha_max) * ymax)
 
 
 def _tau_scales(J, y) -> tuple[float, float]:
@@ -153,11 +154,15 @@ class GDInfo(NamedTuple):
     """Diagnostics of :func:`gradient_descent` (numpy, one entry per run).
 
     iterations: int, GD steps taken. residual: float, final ‖Jθ + s − y‖₂ / ‖y‖₂.
-    converged: bool, residual ≤ tol. finite: bool, no NaN/inf appeared. tau: the τ used (per α).
+    change: float, the estimated distance of (θ, s) to GD's own limit, relative to
+    ‖(θ, s)‖ (geometric extrapolation of the last two chunk-to-chunk changes; inf
+    while the changes do not shrink). converged: bool, residual ≤ tol and change ≤
+    xtol. finite: bool, no NaN/inf appeared. tau: the τ used (per α).
     """
 
     iterations: np.ndarray
     residual: np.ndarray
+    change: np.ndarray
     converged: np.ndarray
     finite: np.ndarray
     tau: np.ndarray
@@ -166,12 +171,18 @@ class GDInfo(NamedTuple):
 _CHUNK = 200  # steps between convergence checks inside the while_loop
 
 
-def _gd_single(K, y, alpha, gamma, tau, tol, max_iter):
+def _gd_single(K, y, alpha, gamma, tau, tol, xtol, max_iter):
     """Eq. (16) for one (J, y, α), written on w with θ = Jᵀw.
 
     GD keeps θ_k = Jᵀ w_k with w_{k+1} = w_k − τ r_k (θ starts at 0 and every update
     is Jᵀ times something), so Jθ = K w with K = JJᵀ: one N×N mat-vec per step
     instead of two N×p ones, and exactly the same iterates.
+
+    Stopping rule: a small residual is not enough. In the slow regime (s★ sparser
+    than N − rank J) the residual is ~0 long before (θ, s) settle. So every chunk
+    measures d = ‖(θ, s) − (θ, s)_prev‖ (‖Δθ‖² = ΔwᵀKΔw), q = d / d_prev, and
+    estimates the distance still to go as the geometric tail d·q/(1 − q); it stops
+    when that is ≤ xtol·‖(θ, s)‖ and the residual is ≤ tol.
     """
     N = y.shape[0]
     ynorm = jnp.maximum(jnp.linalg.norm(y), 1e-300)
@@ -184,32 +195,43 @@ def _gd_single(K, y, alpha, gamma, tau, tol, max_iter):
         r = residual(w, u, v)
         return w - tau * r, u - 2 * alpha * tau * u * r, v + 2 * alpha * tau * v * r
 
+    def done(res, est):
+        return (res <= tol) & (est <= xtol)
+
     def cond(c):
-        it, (w, u, v), res = c
-        return (it < max_iter) & (res > tol) & jnp.isfinite(res)
+        it, _, res, _, est = c
+        return (it < max_iter) & ~done(res, est) & jnp.isfinite(res)
 
     def body(c):
-        it, state, _ = c
-        state = jax.lax.fori_loop(0, _CHUNK, step, state)
-        return it + _CHUNK, state, jnp.linalg.norm(residual(*state)) / ynorm
+        it, state, _, d_prev, _ = c
+        new = jax.lax.fori_loop(0, _CHUNK, step, state)
+        dw, ds = new[0] - state[0], (new[1] ** 2 - new[2] ** 2) - (state[1] ** 2 - state[2] ** 2)
+        d = jnp.sqrt(dw @ K @ dw + ds @ ds)
+        s = new[1] ** 2 - new[2] ** 2
+        scale = jnp.maximum(jnp.sqrt(new[0] @ K @ new[0] + s @ s), 1e-300)
+        q = d / jnp.maximum(d_prev, 1e-300)
+        # d·q/(1−q) while the changes shrink; at the rounding floor they stop shrinking.
+        est = jnp.where(q < 1, d * q / (1 - q), jnp.where(d <= 1e-12 * scale, d, jnp.inf)) / scale
+        return it + _CHUNK, new, jnp.linalg.norm(residual(*new)) / ynorm, d, est
 
     init = (jnp.zeros(N), jnp.full(N, gamma), jnp.full(N, gamma))
     res0 = jnp.linalg.norm(residual(*init)) / ynorm
-    it, (w, u, v), res = jax.lax.while_loop(cond, body, (jnp.asarray(0), init, res0))
-    return w, u * u - v * v, u, v, it, res
+    c0 = (jnp.asarray(0), init, res0, jnp.asarray(jnp.inf), jnp.asarray(jnp.inf))
+    it, (w, u, v), res, _, est = jax.lax.while_loop(cond, body, c0)
+    return w, u * u - v * v, it, res, est
 
 
 # vmapped over α (inner) and problems (outer); jitted once per shape.
-_gd_alphas = jax.vmap(_gd_single, in_axes=(None, None, 0, None, 0, None, None))
-_gd_batch = jax.jit(jax.vmap(_gd_alphas, in_axes=(0, 0, None, None, None, None, None)))
+_gd_alphas = jax.vmap(_gd_single, in_axes=(None, None, 0, None, 0, None, None, None))
+_gd_batch = jax.jit(jax.vmap(_gd_alphas, in_axes=(0, 0, None, None, None, None, None, None)))
 
 
-def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-7, max_iter=400_000, return_uv=False, chunk=None):
-    """Gradient descent of eq. (16) on ``h(θ,u,v) = ½‖Jθ + u⊙u − v⊙v − y‖²``.
+def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-8, xtol=1e-7, max_iter=4_000_000):
+    """Gradient descent of eq. (16) on ``h(θ,u,v) = ½‖Jθ + u⊙u − v⊙v − y‖²``, run to its limit.
 
     Learning rate τ for θ and ατ for u and v, from θ = 0, u = v = γ·1 (eq. 19).
-    Jitted and float64, a ``lax.while_loop`` that checks the residual every 200
-    steps, vmapped over α values and over a leading trial axis of J and y.
+    Jitted and float64, a ``lax.while_loop`` that checks every 200 steps, vmapped
+    over α values and over a leading trial axis of J and y.
 
     Args:
         J: (N, p) or (T, N, p) array.
@@ -219,11 +241,11 @@ def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-7, max_iter=400_000, r
         tau: θ step size: a scalar, one value per α, or None for :func:`default_tau`
             at each α (over the whole trial batch), so every run is stable and the
             small-α runs are not slowed to the largest α's step.
-        tol: stop when ``‖Jθ + s − y‖₂ / ‖y‖₂ ≤ tol``; units: relative residual.
-            Below ~1e-8 float64 rounding of Jθ + s − y sets the floor.
+        tol: relative residual ``‖Jθ + s − y‖₂ / ‖y‖₂`` to reach (float64 rounding
+            sets a floor near 1e-15).
+        xtol: estimated relative distance of (θ, s) to GD's own limit to reach (see
+            :class:`GDInfo`); both tests must pass to stop before ``max_iter``.
         max_iter: iteration cap (counted in GD steps, rounded up to 200).
-        return_uv: also return ``(u, v)`` as a fourth output.
-        chunk: trials per compiled batch (default: what keeps K within ~2 MiB of cache).
 
     Returns:
         ``(theta, s, info)``: theta (…, p) and s = u⊙u − v⊙v (…, N) as float64
@@ -246,38 +268,45 @@ def gradient_descent(J, y, alpha, gamma, tau=None, tol=1e-7, max_iter=400_000, r
         raise ValueError(f"need gamma > 0 and alpha > 0, got gamma={gamma}, alpha={alpha}")
     if tau is None:
         sig2, ymax = _tau_scales(J, y)  # once for all α, not once per α
-        tau = 1.0 / (sig2 + 4.0 * alpha_arr * ymax)
+        tau = 1.0 / (sig2 + TAU_ACCURACY * alpha_arr * ymax)
     tau = np.broadcast_to(np.asarray(tau, dtype=np.float64), alpha_arr.shape)
     if not np.all(tau > 0):
         raise ValueError(f"tau must be positive, got {tau}")
     K = np.einsum("tnp,tmp->tnm", J, J)
-    # Trials run in chunks of `chunk`: the whole batch's K (T·N²·8 bytes) is re-read
-    # every step, so a batch that outgrows the CPU cache turns GD memory-bound.
-    chunk = max(1, min(len(J), chunk or max(1, (1 << 21) // (8 * K[0].size * len(alpha_arr)))))
-    def run(c):
-        with x64():
-            out = _gd_batch(jnp.asarray(K[c:c + chunk]), jnp.asarray(y[c:c + chunk]), jnp.asarray(alpha_arr),
-                            float(gamma), jnp.asarray(tau), float(tol), int(max_iter))
-            return [np.asarray(a) for a in out]
-
-    # Chunks are independent XLA calls that release the GIL: one thread per core.
-    starts = list(range(0, len(J), chunk))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
-        parts = list(pool.map(run, starts))
-    w, s, u, v, it, res = (np.concatenate(p) for p in zip(*parts))
+    w, s, it, res, est = _gd_chunked(K, y, alpha_arr, float(gamma), tau, (float(tol), float(xtol), int(max_iter)))
     theta = np.einsum("tnp,tan->tap", J, w)
     finite = np.isfinite(res) & np.all(np.isfinite(theta), axis=-1)
-    info = GDInfo(iterations=it, residual=res, converged=finite & (res <= tol), finite=finite, tau=tau)
+    info = GDInfo(iterations=it, residual=res, change=est, converged=finite & (res <= tol) & (est <= xtol),
+                  finite=finite, tau=tau)
 
     def squeeze(a):
         if scalar_alpha:
             a = a[:, 0]
         return a if batched else a[0]
 
-    out_info = GDInfo(*(squeeze(x) for x in info[:4]), tau=info.tau[0] if scalar_alpha else info.tau)
-    if return_uv:
-        return squeeze(theta), squeeze(s), out_info, (squeeze(u), squeeze(v))
-    return squeeze(theta), squeeze(s), out_info
+    return squeeze(theta), squeeze(s), GDInfo(*(squeeze(x) for x in info[:5]),
+                                              tau=info.tau[0] if scalar_alpha else info.tau)
+
+
+def _gd_chunked(K, y, alpha, gamma, tau, stop):
+    """Run :func:`_gd_batch` over cache-sized chunks of trials, one thread per core.
+
+    The whole batch's K (T·N²·8 bytes) is re-read every step, so a batch that
+    outgrows the CPU cache turns GD memory-bound; chunks are independent XLA
+    calls that release the GIL.
+    """
+    chunk = max(1, min(len(K), (1 << 21) // (8 * K[0].size * len(alpha))))
+
+    def run(c):
+        with x64():
+            out = _gd_batch(jnp.asarray(K[c:c + chunk]), jnp.asarray(y[c:c + chunk]), jnp.asarray(alpha),
+                            gamma, jnp.asarray(tau), *stop)
+            return [np.asarray(a) for a in out]
+
+    starts = list(range(0, len(K), chunk))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
+        parts = list(pool.map(run, starts))
+    return tuple(np.concatenate(p) for p in zip(*parts))
 
 
 def gd_trajectory(J, y, alpha, gamma, tau, steps, every=1):
@@ -404,25 +433,105 @@ def _flow_newton(K, y, alpha, gamma, nu, tol, max_iter):
     return nu
 
 
+def flow_limit_batch(J, y, alpha, gamma, nu0=None, tol=1e-13, max_iter=100):
+    """:func:`flow_limit` for a batch of problems at once: vmapped damped Newton in JAX.
+
+    Same equation and stopping rule as :func:`flow_limit` (F(ν) = JJᵀν + 2γ² sinh(4αν)
+    − y = 0, ‖F‖ ≤ tol·max(‖y‖, 1)), without its small-γ continuation, so meant for
+    γ ≥ e⁻⁸. The line search tries the steps 1, ½, …, 2⁻³⁰ at once and takes the
+    largest that passes Armijo on Φ (or lowers ‖F‖). ``nu0`` (B, N) is a starting
+    point, e.g. the dual of (26), which the flow's ν approaches as γ → 0: Φ is
+    strictly convex, so the root does not depend on it, only the iteration count.
+    Rows that do not reach ``tol`` are redone by :func:`flow_limit` (numpy, with
+    its checks), so every returned row is a root or an error is raised.
+
+    Args: J (B, N, p), y (B, N), scalar alpha > 0, gamma > 0, nu0 (B, N) or None.
+    Returns: theta (B, p), s (B, N) float64 numpy and the number of rows redone.
+    """
+    J = np.asarray(J, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if J.ndim != 3 or y.shape != J.shape[:2]:
+        raise ValueError(f"flow_limit_batch takes J (B, N, p) and y (B, N); got {J.shape}, {y.shape}")
+    if not (alpha > 0 and gamma > 0):
+        raise ValueError(f"need alpha > 0 and gamma > 0, got {alpha}, {gamma}")
+    K = np.einsum("bnp,bmp->bnm", J, J)
+    nu0 = np.zeros_like(y) if nu0 is None else np.nan_to_num(np.asarray(nu0, dtype=np.float64))
+    with x64():
+        nu, ok = _newton_batch(jnp.asarray(K), jnp.asarray(y), jnp.asarray(nu0), float(alpha), float(gamma),
+                               float(tol), int(max_iter))
+        nu, ok = np.array(nu), np.asarray(ok)
+    redo = np.flatnonzero(~ok)
+    for i in redo:
+        nu[i] = flow_limit(J[i], y[i], alpha, gamma, tol=tol, return_nu=True)[2]
+    theta = np.einsum("bnp,bn->bp", J, nu)
+    return theta, 2 * gamma * gamma * np.sinh(4.0 * alpha * nu), len(redo)
+
+
+def _newton_single(K, y, nu, alpha, gamma, tol, max_iter):
+    c, g2 = 4.0 * alpha, gamma * gamma
+    scale = jnp.maximum(jnp.linalg.norm(y), 1.0)
+    ts = 0.5 ** jnp.arange(31.0)
+
+    def F_of(nu, Knu):
+        return Knu + 2 * g2 * jnp.sinh(c * nu) - y
+
+    def phi(nu, Knu):
+        return 0.5 * nu @ Knu + (g2 / c) * jnp.sum(jnp.cosh(c * nu)) - y @ nu
+
+    def body(st):
+        it, nu, _, _ = st
+        Knu = K @ nu
+        F = F_of(nu, Knu)
+        H = K + 2 * g2 * c * jnp.diag(jnp.cosh(c * nu))
+        step = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(H), True), F)
+        step = step * jnp.minimum(1.0, 2.0 / jnp.maximum(c * jnp.max(jnp.abs(step)), 1e-300))  # as flow_limit
+        Kd = K @ step
+        cand = nu[None] + ts[:, None] * step[None]
+        Kc = Knu[None] + ts[:, None] * Kd[None]
+        f0, fn = phi(nu, Knu), jnp.linalg.norm(F)
+        fc = jax.vmap(phi)(cand, Kc)
+        Fc = jnp.linalg.norm(jax.vmap(F_of)(cand, Kc), axis=1)
+        good = (jnp.isfinite(fc) & (fc <= f0 + 1e-4 * ts * (F @ step))) | (Fc < (1 - 1e-4 * ts) * fn)
+        j = jnp.argmax(good)
+        moved = jnp.any(good)
+        nu = jnp.where(moved, cand[j], nu)
+        Fn = jnp.where(moved, Fc[j], fn)
+        return it + 1, nu, Fn, moved
+
+    def cond(st):
+        it, _, Fn, moved = st
+        return (it < max_iter) & (Fn > tol * scale) & moved
+
+    Fn0 = jnp.linalg.norm(F_of(nu, K @ nu))
+    _, nu, Fn, _ = jax.lax.while_loop(cond, body, (0, nu, Fn0, jnp.asarray(True)))
+    return nu, Fn <= tol * scale
+
+
+_newton_batch = jax.jit(jax.vmap(_newton_single, in_axes=(0, 0, 0, None, None, None, None)), static_argnums=(6,))
+
+
 # ------------------------------------------------------------------- coherence
 
 
-def coherence(J, rtol: float = 1e-10) -> float:
+def coherence(J, rtol: float = 1e-10):
     """Coherence μ(J) = (N/r)·max_i ‖Uᵀe_i‖² (Definition 3.4, eq. 27).
 
     U is the compact SVD's left factor, truncated at the numerical rank r (singular
-    values above ``rtol·σ_max``). Returns a float in [1, N/r]. Raises ValueError if
-    J is not 2-D or is zero.
+    values above ``rtol·σ_max``). J (N, p) gives a float in [1, N/r]; a stack
+    (T, N, p) gives a (T,) array (one batched SVD). Raises ValueError if J has
+    fewer than 2 dimensions or is zero.
     """
     J = np.asarray(J, dtype=np.float64)
-    if J.ndim != 2:
-        raise ValueError(f"coherence takes a 2-D J, got shape {J.shape}")
+    if J.ndim < 2:
+        raise ValueError(f"coherence takes a 2-D J (or a stack of them), got shape {J.shape}")
     U, sv, _ = np.linalg.svd(J, full_matrices=False)
-    if sv.size == 0 or sv[0] == 0:
+    if sv.shape[-1] == 0 or np.any(sv[..., 0] == 0):
         raise ValueError("coherence of a zero matrix is undefined")
-    r = int(np.sum(sv > rtol * sv[0]))
-    U = U[:, :r]
-    return float(J.shape[0] / r * np.max(np.sum(U * U, axis=1)))
+    keep = sv > rtol * sv[..., :1]
+    r = keep.sum(axis=-1)
+    lev = np.sum((U * keep[..., None, :]) ** 2, axis=-1)
+    mu = J.shape[-2] / r * lev.max(axis=-1)
+    return float(mu) if J.ndim == 2 else mu
 
 
 def recovery_condition(N: int, r: int, k: int, mu: float) -> bool:

@@ -52,10 +52,7 @@ def test_gamma_to_zero_limit_of_prop_3_3(nontrivial):
     rhos = []
     for log_gamma in (-8, -16, -32):
         g = float(np.exp(log_gamma))
-        a = lm.alpha_for(lam, g)
-        # τ/10 keeps GD's O(τ) error below the finite-γ gap being measured.
-        tau = lm.default_tau(P.J, P.y, a) / 10
-        th, _, info = lm.gradient_descent(P.J, P.y, a, g, tau=tau, max_iter=2_000_000)
+        th, _, info = lm.gradient_descent(P.J, P.y, lm.alpha_for(lam, g), g)
         assert info.converged
         rhos.append(lm.relative_distance(th, th_c))
     assert rhos[0] > rhos[1] > rhos[2], rhos
@@ -70,18 +67,38 @@ def test_off_the_curve_gd_differs_from_convex(nontrivial):
     assert lm.relative_distance(th_g, th_far) >= 0.1
 
 
-def test_gd_approaches_flow_limit_linearly_in_tau():
-    P = lm.make_problem(20, 40, 3, 3, seed=11)
-    a = lm.alpha_for(0.01, GAMMA)
-    th_f, s_f = lm.flow_limit(P.J, P.y, a, GAMMA)
+@pytest.fixture(scope="module")
+def fig2_instance_at_lam_001():
+    """Fig. 2's instance (seed 0) at λ = 0.01, where GD's residual vanishes long before θ settles."""
+    P = lm.make_problem(20, 40, 3, 3, seed=0)
+    a = float(lm.alpha_for(0.01, GAMMA))
+    return P, a, lm.flow_limit(P.J, P.y, a, GAMMA)[0]
+
+
+def test_gd_reaches_the_flow_limit_and_its_gap_is_order_tau(fig2_instance_at_lam_001):
+    # Catches: stopping on the residual alone (8% away) and the old step rule (4.5% away).
+    P, a, th_f = fig2_instance_at_lam_001
     tau0 = lm.default_tau(P.J, P.y, a)
-    d = []
-    for tau in (tau0, tau0 / 10):
-        th, s, info = lm.gradient_descent(P.J, P.y, a, GAMMA, tau=tau, tol=1e-9, max_iter=2_000_000)
-        assert info.converged
-        d.append(lm.relative_distance(th, th_f))
-    ratio = d[0] / d[1]
-    assert 5 <= ratio <= 20, (d, ratio)
+    gaps = []
+    for tau in (tau0, tau0 / 2):
+        th, _, info = lm.gradient_descent(P.J, P.y, a, GAMMA, tau=tau)
+        assert info.converged, info
+        gaps.append(lm.relative_distance(th, th_f))
+    assert gaps[0] <= 0.02, gaps
+    assert 1.7 <= gaps[0] / gaps[1] <= 2.3, gaps  # O(τ): halving τ halves the gap
+
+
+def test_gd_stops_at_its_own_limit_not_at_a_small_residual(fig2_instance_at_lam_001):
+    P, a, _ = fig2_instance_at_lam_001
+    th, s, info = lm.gradient_descent(P.J, P.y, a, GAMMA)
+    # the same run forced on for twice as many steps (no stopping rule) barely moves
+    th2, s2, info2 = lm.gradient_descent(P.J, P.y, a, GAMMA, tol=0.0, xtol=0.0, max_iter=2 * int(info.iterations))
+    assert info2.iterations == 2 * info.iterations
+    assert lm.relative_distance(th, th2) <= 1e-5
+    # while a residual-only stop (xtol = inf) halts earlier, much farther from that limit
+    th_r, _, info_r = lm.gradient_descent(P.J, P.y, a, GAMMA, tol=1e-7, xtol=np.inf)
+    assert info_r.iterations < info.iterations
+    assert lm.relative_distance(th_r, th2) >= 10 * lm.relative_distance(th, th2)
 
 
 def test_flow_limit_solves_its_equation_and_is_checked():
@@ -134,3 +151,28 @@ def test_gradient_descent_rejects_bad_input():
         lm.gradient_descent(P.J, P.y[:5], 10.0, GAMMA)
     with pytest.raises(ValueError):
         lm.gradient_descent(P.J, P.y, 10.0, 0.0)
+
+
+def test_flow_limit_at_tiny_gamma_tends_to_the_convex_solution(nontrivial):
+    # Prop. 3.3 through the exact limit. Catches a disabled small-γ continuation:
+    # plain Newton from ν = 0 cannot see null(JJᵀ) once γ² is below its rounding.
+    P, lam, th_c = nontrivial
+    rhos = []
+    for log_gamma in (-8.0, -24.0, -48.0):
+        g = float(np.exp(log_gamma))
+        th, s, nu = lm.flow_limit(P.J, P.y, lm.alpha_for(lam, g), g, return_nu=True)
+        np.testing.assert_allclose(P.J @ th + s, P.y, atol=1e-9)
+        rhos.append(lm.relative_distance(th, th_c))
+    assert rhos[0] > rhos[1] > rhos[2], rhos
+    assert rhos[2] <= 0.02, rhos  # the gap closes slowly, ~1/log(1/γ): 0.053, 0.020, 0.011
+
+
+def test_flow_limit_batch_matches_flow_limit():
+    P = lm.make_problems(30, 45, 4, 6, seed=9, trials=5)
+    a = float(lm.alpha_for(0.1, GAMMA))
+    th_b, s_b, redone = lm.flow_limit_batch(P.J, P.y, a, GAMMA)
+    for t in range(5):
+        th, s = lm.flow_limit(P.J[t], P.y[t], a, GAMMA)
+        assert lm.relative_distance(th_b[t], th) <= 1e-10
+        assert lm.relative_distance(s_b[t], s) <= 1e-8
+    assert redone == 0
