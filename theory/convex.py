@@ -33,7 +33,6 @@ class Solution:
     s: np.ndarray
     nu: np.ndarray
     status: str
-    solve_time: float
 
     @property
     def ok(self) -> bool:
@@ -81,13 +80,12 @@ class L2L1Program:
             status = str(self.problem.status)
         except cp.error.SolverError as e:  # reported as a failed cell, never hidden
             status = f"solver_error: {e}"
-        t = self.problem.solver_stats.solve_time if self.problem.solver_stats else float("nan")
         if status not in OK_STATUSES:
             nan = np.full(self.N, np.nan)
-            return Solution(np.full(self.p, np.nan), nan, nan.copy(), status, t or float("nan"))
+            return Solution(np.full(self.p, np.nan), nan, nan.copy(), status)
         # CVXPY's dual of `Jθ + s == y` is −ν in Lemma B.2's convention.
         nu = -np.asarray(self.constraint.dual_value, dtype=np.float64)
-        return Solution(np.asarray(self.theta.value), np.asarray(self.s.value), nu, status, t or float("nan"))
+        return Solution(np.asarray(self.theta.value), np.asarray(self.s.value), nu, status)
 
 
 @functools.lru_cache(maxsize=16)
