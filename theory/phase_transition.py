@@ -497,6 +497,9 @@ def save(out: pathlib.Path, stem: str, fig, record: dict | None) -> None:
 
 def _atomic(path: pathlib.Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a figure is an ordinary file
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
