@@ -11,10 +11,9 @@
 ``width`` multiplies every channel count (1.0 = the published 64-128-256-512), so a
 small variant runs on a CPU. Initialization and BatchNorm follow PyTorch's defaults:
 conv kernels kaiming_uniform(a=√5) = U(±1/√fan_in); Linear weight and bias
-U(±1/√fan_in); BatchNorm momentum 0.1 on the new batch (Flax ``momentum=0.9`` is the
-weight on the old statistics), eps 1e-5 (Flax stores the biased batch variance in its
-running average; PyTorch the unbiased one — see ``benchmarks/torch_twin.py`` and
-tests/parity/ for where that matters).
+U(±1/√fan_in); :class:`BatchNorm` is PyTorch's (momentum 0.1 on the new batch, eps 1e-5,
+unbiased variance in the running estimate). tests/parity/ checks all of it step by step
+against a PyTorch twin (``benchmarks/torch_twin.py``).
 
 Inputs are float (B, H, W, 3) NHWC (H = W = 32 for CIFAR; any size the strides divide
 works, the pool is global); outputs are (B, num_classes) float32 logits. ``dtype`` is the
@@ -50,27 +49,56 @@ def _torch_bias_init(fan_in: int):
     return init
 
 
-class TorchDense(nn.Module):
+def torch_dense(features: int, fan_in: int, dtype=jnp.float32, name=None) -> nn.Dense:
     """``nn.Dense`` with PyTorch's ``nn.Linear`` init: weight and bias U(±1/√fan_in)."""
+    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, kernel_init=torch_kernel_init,
+                    bias_init=_torch_bias_init(fan_in), name=name)
 
-    features: int
+
+def _conv(features, kernel, dtype, strides=1, padding=0, name=None):
+    return nn.Conv(features, kernel, strides=strides, padding=padding, use_bias=False, dtype=dtype,
+                   param_dtype=jnp.float32, kernel_init=torch_kernel_init, name=name)
+
+
+class BatchNorm(nn.Module):
+    """PyTorch's ``BatchNorm2d`` over the last axis, as the authors trained with it.
+
+    Training mode normalizes with the batch mean and *biased* variance and updates the
+    running estimates as ``r ← (1 − momentum)·r + momentum·stat`` (PyTorch's convention:
+    momentum 0.1 weighs the new batch), with the *unbiased* variance (× n/(n − 1), n =
+    elements per channel) in the running variance — flax's ``nn.BatchNorm`` keeps the
+    biased one, a drift tests/parity/ catches. Statistics are reduced in float32; the
+    output is in ``dtype``. Variables: params scale, bias (C,); batch_stats mean, var (C,).
+    """
+
+    use_running_average: bool
+    momentum: float = 0.1
+    epsilon: float = 1e-5
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        return nn.Dense(self.features, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=torch_kernel_init,
-                        bias_init=_torch_bias_init(x.shape[-1]))(x)
+        C = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (C,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (C,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((C,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((C,), jnp.float32))
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            xf, axes, n = x.astype(jnp.float32), tuple(range(x.ndim - 1)), x.size // C
+            mean = jnp.mean(xf, axes)
+            var = jnp.mean(jnp.square(xf - mean), axes)
+            if not self.is_initializing():
+                m = self.momentum
+                ra_mean.value = (1.0 - m) * ra_mean.value + m * mean
+                ra_var.value = (1.0 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
+        mul = scale * jax.lax.rsqrt(var + self.epsilon)
+        return x.astype(self.dtype) * mul.astype(self.dtype) + (bias - mean * mul).astype(self.dtype)
 
 
-def _conv(features, kernel, dtype, strides=1, padding=0):
-    return nn.Conv(features, kernel, strides=strides, padding=padding, use_bias=False, dtype=dtype,
-                   param_dtype=jnp.float32, kernel_init=torch_kernel_init)
-
-
-def _bn(train: bool, dtype):
-    # Flax reduces batch statistics in float32 even for bfloat16 inputs; the output is in dtype.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                        param_dtype=jnp.float32)
+def _bn(train: bool, dtype, name=None):
+    return BatchNorm(use_running_average=not train, dtype=dtype, name=name)
 
 
 class PreActBlock(nn.Module):
@@ -84,13 +112,13 @@ class PreActBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        out = nn.relu(_bn(train, self.dtype)(x))
+        out = nn.relu(_bn(train, self.dtype, "bn1")(x))
         shortcut = out if self.shortcut_from == "preact" else x
         if self.stride != 1 or x.shape[-1] != self.features:
-            shortcut = _conv(self.features, (1, 1), self.dtype, strides=self.stride)(out)
-        out = _conv(self.features, (3, 3), self.dtype, strides=self.stride, padding=1)(out)
-        out = nn.relu(_bn(train, self.dtype)(out))
-        out = _conv(self.features, (3, 3), self.dtype, padding=1)(out)
+            shortcut = _conv(self.features, (1, 1), self.dtype, strides=self.stride, name="shortcut")(out)
+        out = _conv(self.features, (3, 3), self.dtype, strides=self.stride, padding=1, name="conv1")(out)
+        out = nn.relu(_bn(train, self.dtype, "bn2")(out))
+        out = _conv(self.features, (3, 3), self.dtype, padding=1, name="conv2")(out)
         return out + shortcut
 
 
@@ -103,14 +131,14 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        out = _conv(self.features, (3, 3), self.dtype, strides=self.stride, padding=1)(x)
-        out = nn.relu(_bn(train, self.dtype)(out))
-        out = _conv(self.features, (3, 3), self.dtype, padding=1)(out)
-        out = _bn(train, self.dtype)(out)
+        out = _conv(self.features, (3, 3), self.dtype, strides=self.stride, padding=1, name="conv1")(x)
+        out = nn.relu(_bn(train, self.dtype, "bn1")(out))
+        out = _conv(self.features, (3, 3), self.dtype, padding=1, name="conv2")(out)
+        out = _bn(train, self.dtype, "bn2")(out)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
-            shortcut = _conv(self.features, (1, 1), self.dtype, strides=self.stride)(x)
-            shortcut = _bn(train, self.dtype)(shortcut)
+            shortcut = _conv(self.features, (1, 1), self.dtype, strides=self.stride, name="shortcut_conv")(x)
+            shortcut = _bn(train, self.dtype, "shortcut_bn")(shortcut)
         return nn.relu(out + shortcut)
 
 
@@ -133,18 +161,19 @@ class CifarResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = True):
-        x = _conv(_ch(64, self.width), (3, 3), self.dtype, padding=1)(x.astype(self.dtype))
+        # Names follow the authors' PyTorch modules (conv1, bn1, layer1.0, …, linear).
+        x = _conv(_ch(64, self.width), (3, 3), self.dtype, padding=1, name="conv1")(x.astype(self.dtype))
         if self.stem_bn:
-            x = nn.relu(_bn(train, self.dtype)(x))
+            x = nn.relu(_bn(train, self.dtype, "bn1")(x))
         for i, n in enumerate(self.stages):
             for j in range(n):
                 x = self.block(_ch(64 * 2**i, self.width), stride=2 if (j == 0 and i > 0) else 1,
-                               dtype=self.dtype, **dict(self.block_kwargs))(x, train)
+                               dtype=self.dtype, name=f"layer{i + 1}_{j}", **dict(self.block_kwargs))(x, train)
         if self.final_bn:
-            x = nn.relu(_bn(train, self.dtype)(x))
+            x = nn.relu(_bn(train, self.dtype, "bn_final")(x))
         # Global mean = the authors' avg_pool2d(4) on the 4×4 map of a 32×32 input.
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(self.dtype)
-        return TorchDense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return torch_dense(self.num_classes, x.shape[-1], self.dtype, "linear")(x).astype(jnp.float32)
 
 
 class MLP(nn.Module):
@@ -158,8 +187,8 @@ class MLP(nn.Module):
     def __call__(self, x, train: bool = True):
         x = x.reshape((x.shape[0], -1)).astype(self.dtype)
         for h in self.hidden:
-            x = nn.relu(TorchDense(h, dtype=self.dtype)(x))
-        return TorchDense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+            x = nn.relu(torch_dense(h, x.shape[-1], self.dtype)(x))
+        return torch_dense(self.num_classes, x.shape[-1], self.dtype)(x).astype(jnp.float32)
 
 
 ARCHS = ("preact_resnet18", "preact_resnet18_he", "resnet34", "mlp")

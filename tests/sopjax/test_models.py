@@ -30,9 +30,8 @@ def _identity_block_output(shortcut_from):
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 6, 6, 8)) * 2.0 + 0.5
     v = block.init(jax.random.PRNGKey(0), x, train=True)
     params = jax.tree.map(lambda p: p, v["params"])
-    for name in params:
-        if name.startswith("Conv"):
-            params[name]["kernel"] = jnp.zeros_like(params[name]["kernel"])
+    for name in ("conv1", "conv2"):
+        params[name]["kernel"] = jnp.zeros_like(params[name]["kernel"])
     out, _ = jax.jit(lambda v, x: block.apply(v, x, train=True, mutable=["batch_stats"]))({**v, "params": params}, x)
     return x, np.asarray(out)
 
@@ -47,8 +46,8 @@ def test_authors_shortcut_takes_preactivation():
 
 
 def test_dense_init_is_pytorch_default():
-    head = models.TorchDense(100)
-    p = jax.jit(head.init)(jax.random.PRNGKey(0), jnp.zeros((1, 256)))["params"]["Dense_0"]
+    head = models.torch_dense(100, 256)
+    p = jax.jit(head.init)(jax.random.PRNGKey(0), jnp.zeros((1, 256)))["params"]
     w, b = np.asarray(p["kernel"]), np.asarray(p["bias"])
     bound = 1.0 / np.sqrt(w.shape[0])
     assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
@@ -77,6 +76,21 @@ def test_bfloat16_compute_keeps_float32_params_stats_logits():
     assert 0 < err < 0.1
     jaxpr = str(jax.make_jaxpr(lambda x: m16.apply(v, x, train=False))(x))
     assert "conv_general_dilated" in jaxpr and "bf16" in jaxpr
+
+
+def test_batchnorm_running_stats_follow_pytorch():
+    """momentum 0.1 on the new batch and the unbiased variance in the running estimate."""
+    bn = models.BatchNorm(use_running_average=False)
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, 3, 3, 5)) * 3.0 + 1.0
+    v = bn.init(jax.random.PRNGKey(0), x)
+    y, new = bn.apply(v, x, mutable=["batch_stats"])
+    xn = np.asarray(x).reshape(-1, 5)
+    n = xn.shape[0]
+    np.testing.assert_allclose(new["batch_stats"]["mean"], 0.1 * xn.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(new["batch_stats"]["var"], 0.9 + 0.1 * xn.var(0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, 5), (xn - xn.mean(0)) / np.sqrt(xn.var(0) + 1e-5),
+                               rtol=1e-4, atol=1e-5)
+    assert n == 18
 
 
 def test_unknown_arch_raises():
