@@ -176,6 +176,7 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     rows = [("method", s["method"]), ("label set (realized noise)", f"{s['label_set']} ({s['realized_noise_rate']:.2%})"),
             ("epochs", str(s["epochs"])),
             ("test acc best, selected on test (epoch)", f"{_f(s['test_acc_best'])} ({s['test_acc_best_epoch']})"),
+            ("test acc at best noisy-val epoch (epoch)", f"{_f(s.get('test_acc_at_best_val'))} ({s.get('best_val_epoch')})"),
             ("test acc last", _f(s["test_acc_last"])), ("wrong labels memorized (last)", _f(s["memorized_wrong_last"])),
             ("fit vs clean labels (last)", _f(s["fit_clean_acc_last"]))]
     for name, d in s["detection"].items():

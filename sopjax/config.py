@@ -89,7 +89,7 @@ def _check_choices(cfg: Config) -> None:
         raise ValueError(f"--method must be 'sop', 'sop_plus' or 'ce', got {cfg.method!r}")
     if cfg.label_set not in noise.LABEL_SETS:
         raise ValueError(f"unknown label set {cfg.label_set!r}; choose one of {', '.join(noise.LABEL_SETS)}")
-    owner = "cifar10" if cfg.label_set in (*noise.CIFAR10N, "asym") else "cifar100" if cfg.label_set in noise.CIFAR100N else None
+    owner = "cifar10" if cfg.label_set in noise.CIFAR10N else "cifar100" if cfg.label_set in noise.CIFAR100N else None
     if owner not in (None, cfg.dataset):
         raise ValueError(f"label set {cfg.label_set!r} exists for {owner} only; pass --dataset {owner} or another --label-set")
     noise.check_rate(cfg.noise_rate)
@@ -145,8 +145,9 @@ PRESETS = {
     # As above with asymmetric noise and lr_v = 100 (Table A.1, "Asym").
     "paper-cifar10-asym": Config(label_set="asym", noise_rate=0.4, arch="resnet34", epochs=120, lr=0.02,
                                  schedule="multistep", milestones=(40, 80), weight_decay=5e-4, lr_u=10.0, lr_v=100.0),
-    # Table A.1 "PreAct ResNet18" column (cosine, 300 epochs) with CIFAR-10N labels (Table 4
-    # setting, here without SOP+'s extra terms). Run: python -m experiments.cifar --preset paper-cifar10n
+    # Table A.1 "PreAct ResNet18" column (cosine, 300 epochs) with CIFAR-10N labels, plain SOP.
+    # It does NOT reproduce Table 4: those numbers are SOP+ (see paper-cifar10n-plus); no plain-SOP
+    # CIFAR-10N number is published. Run: python -m experiments.cifar --preset paper-cifar10n
     "paper-cifar10n": Config(label_set="worst", arch="preact_resnet18", epochs=300, lr=0.02, schedule="cosine",
                              weight_decay=5e-4, lr_u=10.0, lr_v=10.0),
     # The CE-vs-SOP comparison on a CPU (issue 8), the default on a CPU: python -m experiments.cifar
@@ -172,4 +173,41 @@ PRESETS = {
     "cpu-compare": Config(label_set="worst", arch="preact_resnet18", width=0.125, subset=4000, epochs=30,
                           batch_size=128, lr=0.1, weight_decay=5e-4, schedule="cosine", augment=False,
                           lr_u=30.0, lr_v=30.0, uv_warmup_epochs=5.0, eval_subset=0, test_subset=2000),
+    # SOP+ on CIFAR-10N, paper Table 4 (SOP+, PreActResNet18, mean of 5 runs): clean 96.38,
+    # aggre 95.61, rand1 95.28, rand2 95.31, rand3 95.39, worst 93.24. The authors' released
+    # config (config_cifar100.json of github.com/shengliu66/SOP; no CIFAR-10 config is released):
+    # PreActResNet18, batch 128, 300 epochs, lr 0.02, momentum 0.9, wd 1e-3 (Table A.1 says 5e-4),
+    # CosineAnnealingLR(T_max=300, eta_min=2e-4) stepped per epoch, λ_C = 0.9, λ_B = 0.1,
+    # AutoAugment + Cutout 16 strong view, u, v ~ N(0, 1e-8²). lr_u = lr_v = 10 are Table A.1's
+    # CIFAR-10 values (the config's 1 and 10 are CIFAR-100's). val_size 5000: model selection on a
+    # noisy-label validation split, as the authors' trainer reports "test acc with best val".
+    # Run: python -m experiments.cifar --preset paper-cifar10n-plus --label-set aggre
+    "paper-cifar10n-plus": Config(dataset="cifar10", label_set="worst", method="sop_plus", arch="preact_resnet18",
+                                  epochs=300, batch_size=128, lr=0.02, weight_decay=1e-3, schedule="cosine_epoch",
+                                  lr_min=2e-4, lr_u=10.0, lr_v=10.0, lambda_c=0.9, lambda_b=0.1, val_size=5000),
+    # SOP+ on CIFAR-100N "noisy" labels, paper Table 4: 67.81. The authors' released config
+    # verbatim (config_cifar100.json): as above with lr_u = 1, lr_v = 10.
+    # Run: python -m experiments.cifar --preset paper-cifar100n-plus
+    "paper-cifar100n-plus": Config(dataset="cifar100", label_set="noisy100", method="sop_plus",
+                                   arch="preact_resnet18", epochs=300, batch_size=128, lr=0.02, weight_decay=1e-3,
+                                   schedule="cosine_epoch", lr_min=2e-4, lr_u=1.0, lr_v=10.0, lambda_c=0.9,
+                                   lambda_b=0.1, val_size=5000),
+    # Plain SOP on CIFAR-100 with symmetric noise, paper Table 1 (ResNet-34): 74.67 / 70.12 / 60.26
+    # / 30.20 at 20/40/60/80%. Table A.1 "ResNet34" CIFAR-100 column: batch 128, lr 0.02, wd 5e-4,
+    # 150 epochs, lr_u = 1, lr_v = 10. Milestones: §4 says ×0.1 at epochs 80 and 120 for CIFAR-100,
+    # Table A.1 says 40 and 80; we follow §4 (150 epochs leave 30 after the last decay, as for
+    # CIFAR-10's 120 with 40/80). Pass --milestones 40,80 for Table A.1's.
+    # Run: python -m experiments.cifar --preset paper-cifar100-sym --noise-rate 0.4
+    "paper-cifar100-sym": Config(dataset="cifar100", label_set="sym", noise_rate=0.4, arch="resnet34", epochs=150,
+                                 lr=0.02, schedule="multistep", milestones=(80, 120), weight_decay=5e-4,
+                                 lr_u=1.0, lr_v=10.0, val_size=5000),
+    # As above with the authors' CIFAR-100 asymmetric noise (a random class pair swapped inside each
+    # block of 5 classes; sopjax.noise.asymmetric_cifar100) and Table A.1's "Asym" lr_v = 100.
+    # lr_u = 0.1, not Table A.1's 1: the authors' README says asym runs use 0.1 "because we
+    # modified the code for better delivery after camera ready". No plain-SOP CIFAR-100 asym
+    # number is published (Table 2's 78.0 at 40% is SOP+ with PreActResNet18).
+    # Run: python -m experiments.cifar --preset paper-cifar100-asym
+    "paper-cifar100-asym": Config(dataset="cifar100", label_set="asym", noise_rate=0.4, arch="resnet34", epochs=150,
+                                  lr=0.02, schedule="multistep", milestones=(80, 120), weight_decay=5e-4,
+                                  lr_u=0.1, lr_v=100.0, val_size=5000),
 }

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from sopjax import inputs, losses, models, neural_collapse, parallel, pipeline, report, rundir
+from sopjax import autoaugment, inputs, losses, models, neural_collapse, parallel, pipeline, report, rundir
 from sopjax.config import Config
 from sopjax.noise import LabelSet
 
@@ -175,13 +175,26 @@ def train_step(state: TrainState, batch: dict, cfg: Config):
 
 def gather_batch(state: TrainState, idx, data, cfg: Config) -> dict:
     """Rows ``idx`` (B,) int32 of the on-device ``data = (x (N, …), y (N,))``, augmented
-    (uint8 images only) from ``fold_in(state.rng, state.step)`` and normalized."""
+    (uint8 images only) from ``fold_in(state.rng, state.step)`` and normalized.
+
+    SOP+ adds "x_strong": :func:`sopjax.autoaugment.strong_view` of the same uint8 images
+    (AutoAugment, crop and flip, normalize, Cutout 16) from ``fold_in(that key, 1)``, drawn
+    whatever ``cfg.augment`` says (it governs the weak view); float inputs have no strong view
+    and are used as they are.
+    """
     x_all, y_all = data
     idx = parallel.shard_batch(idx)  # data parallel under a mesh (sopjax.parallel)
-    x = x_all[idx]
+    x = raw = x_all[idx]
+    key = jax.random.fold_in(state.rng, state.step)
     if cfg.augment and x.ndim == 4:
-        x = pipeline.augment(jax.random.fold_in(state.rng, state.step), x)
-    return {"x": pipeline.preprocess(x), "y": y_all[idx], "idx": idx}
+        x = pipeline.augment(key, x)
+    batch = {"x": pipeline.preprocess(x), "y": y_all[idx], "idx": idx}
+    if cfg.method == "sop_plus":
+        # The weak view's constants, so both views share one input scale (docs/notes.md, SOP+).
+        strong = (autoaugment.strong_view(jax.random.fold_in(key, 1), raw, pipeline.CIFAR_MEAN, pipeline.CIFAR_STD)
+                  if raw.dtype == jnp.uint8 and raw.ndim == 4 else pipeline.preprocess(raw))
+        batch["x_strong"] = strong
+    return batch
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",), donate_argnums=(0,))
@@ -240,13 +253,33 @@ def evaluate_features(state: TrainState, x_dev, indices: np.ndarray, batch: int 
 
 @dataclasses.dataclass(frozen=True)
 class Arrays:
-    """Host arrays of one run: x_train (N, …), labels (a LabelSet over N), x_test, y_test (int32)."""
+    """Host arrays of one run: x_train (N, …), labels (a LabelSet over N), x_test, y_test (int32);
+    x_val, y_val: a held-out validation split and its *given* (noisy) labels, or None."""
 
     x_train: np.ndarray
     labels: LabelSet
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+
+def split_validation(arrays: Arrays, val_size: int, seed: int) -> Arrays:
+    """Hold out ``val_size`` seeded random training samples with their given (noisy) labels
+    for model selection (the authors select on a noisy-label validation split taken from the
+    training set). At most N // 10 samples are held out (the authors' 5,000 of 50,000), so a
+    ``--subset`` run keeps 90% for training; each epoch record says the size used (val_size).
+    Returns ``arrays`` unchanged when ``val_size`` is 0 or a split exists."""
+    if val_size <= 0 or arrays.x_val is not None:
+        return arrays
+    N = len(arrays.x_train)
+    val_size = max(1, min(val_size, N // 10))
+    perm = np.random.default_rng([seed, 13]).permutation(N)
+    val, keep = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+    labels = dataclasses.replace(arrays.labels, noisy=arrays.labels.noisy[keep], clean=arrays.labels.clean[keep])
+    return dataclasses.replace(arrays, x_train=arrays.x_train[keep], labels=labels, x_val=arrays.x_train[val],
+                               y_val=np.asarray(arrays.labels.noisy[val], np.int32))
 
 
 def fit_subset(cfg: Config, num_train: int) -> np.ndarray:
@@ -277,7 +310,10 @@ def epoch_record(state: TrainState, arrays: Arrays, devs: dict, sub: np.ndarray,
     probs, feats, W, b = evaluate_features(state, devs["x_train"], sub)
     pred = probs.argmax(-1)
     noisy, clean, wrong = labels.noisy[sub], labels.clean[sub], labels.is_wrong[sub]
-    return {"test_acc": float(np.mean(test_pred == arrays.y_test[test_idx])), "test_size": int(len(test_idx)),
+    val = ({} if arrays.x_val is None else {"val_acc": float(np.mean(
+        evaluate(state, devs["x_val"], np.arange(len(arrays.x_val))).argmax(-1) == arrays.y_val)),
+        "val_size": int(len(arrays.x_val))})
+    return {"test_acc": float(np.mean(test_pred == arrays.y_test[test_idx])), "test_size": int(len(test_idx)), **val,
             "fit_noisy_acc": float(np.mean(pred == noisy)),
             "memorized_wrong": float(np.mean(pred[wrong] == noisy[wrong])) if wrong.any() else None,
             "fit_clean_acc": float(np.mean(pred == clean)), "fit_subset_size": int(len(sub)),
@@ -348,6 +384,8 @@ def train_epoch(state: TrainState, epoch: int, data, cfg: Config, log_every: int
 def _device_arrays(arrays: Arrays) -> tuple[dict, tuple]:
     # Sharded by sample under a data-parallel mesh, else on the default device.
     devs = {"x_train": parallel.put_rows(arrays.x_train), "x_test": parallel.put_rows(arrays.x_test)}
+    if arrays.x_val is not None:
+        devs["x_val"] = parallel.put_rows(arrays.x_val)
     return devs, (devs["x_train"], parallel.put_rows(arrays.labels.noisy.astype(np.int32)))
 
 
@@ -378,6 +416,7 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     """
     cfg.validate()
     inputs.check_arrays(arrays)
+    arrays = split_validation(arrays, cfg.val_size, cfg.seed)
     N = len(arrays.x_train)
     spe = N // cfg.batch_size
     if spe < 1:

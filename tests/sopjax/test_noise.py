@@ -51,8 +51,8 @@ def test_bad_names_and_rates_are_rejected():
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"\[0, 1\]"):
             noise.make_label_set("sym", y, 10, bad)
-    with pytest.raises(ValueError, match="CIFAR-10 only"):
-        noise.make_label_set("asym", y, 100, 0.4)
+    with pytest.raises(ValueError, match="CIFAR-10 and CIFAR-100 only"):
+        noise.make_label_set("asym", y, 20, 0.4)
 
 
 def _cifar_n_file():
