@@ -218,7 +218,9 @@ def run_comparison(cfg: Config, arrays, workdir, methods=("ce", "sop"), progress
     wall = time.perf_counter() - started
     record = comparison_record(cfg, summaries, histories, {
         "workdir": str(workdir), "wall_s": wall, "load_avg_1min": [load_before, os.getloadavg()[0]]})
-    record["markdown"] += (f"\nWhole comparison: {wall / 60:.1f} min wall time ({wall:.0f} s), data loading included; "
-                           f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after.\n")
+    record["markdown"] += (f"\nThis command: {wall / 60:.1f} min wall time ({wall:.0f} s), data loading included "
+                           "(epochs trained by an earlier, resumed invocation are not in it; the per-method wall "
+                           f"times above are); 1-minute load average {load_before:.1f} before, "
+                           f"{os.getloadavg()[0]:.1f} after.\n")
     write_outputs(record, workdir)
     return record
