@@ -38,9 +38,10 @@ import os
 import pathlib
 import sys
 import time
-import traceback
 
 import numpy as np
+
+from sopjax import cli
 
 IMAGES = ("camera", "astronaut", "coffee", "chelsea", "moon", "coins", "cat", "brick", "grass", "gravel", "clock",
           "immunohistochemistry")  # shipped inside scikit-image's wheel: no download
@@ -187,13 +188,7 @@ def main(argv=None) -> int:
         args = ap.parse_args(argv)
     except SystemExit as e:  # argparse already printed its one-line usage error
         return 2 if e.code else 0
-    try:
-        return run(args)
-    except (ValueError, OSError) as e:  # bad input, or an output folder that cannot be written
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.guarded(run, args)
 
 
 def run(args) -> int:

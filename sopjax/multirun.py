@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax import models, pipeline, report, rundir, train
+from sopjax import pipeline, report, rundir, train
 from sopjax.config import Config
 
 # Fields the training step never reads; runs may differ in these and only these.
@@ -108,7 +108,7 @@ def fit_many(cfgs: list[Config], arrays_list: list, workdirs: list, model=None, 
     cfg, a0 = cfgs[0], arrays_list[0]
     N, K = len(a0.x_train), a0.num_classes
     spe = N // cfg.batch_size
-    model = model or models.make_model(cfg.arch, K, cfg.width)
+    model = model or train.build_model(cfg, K)
     states = [train.create_train_state(c, model, a0.x_train, N, K, spe) for c in cfgs]
     with contextlib.ExitStack() as ctx:
         runs, states = _open_runs(ctx, cfgs, arrays_list, workdirs, states, extra_config)

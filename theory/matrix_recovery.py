@@ -36,12 +36,12 @@ import json
 import pathlib
 import sys
 import time
-import traceback
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sopjax import cli
 from sopjax.overparam import sparse_term
 from sopjax.provenance import code_version
 from theory.linear_model import x64
@@ -462,13 +462,7 @@ def main(argv=None) -> int:
     ap.add_argument("--solver", default="SCS", help="CVXPY solver for convex RPCA (SCS, CLARABEL)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
-    try:
-        return _run(args)
-    except (ValueError, OSError) as e:  # bad input, or an output folder that cannot be written
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.guarded(_run, args)
 
 
 def _run(args) -> int:
