@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# torchvision-style CIFAR statistics (the quick and reference presets' loaders).
+# Pixel statistics of CIFAR-10 (torchvision's tutorials): only preprocess's defaults. Training
+# normalizes with the run's dataset constants (sopjax.datasets_constants, TrainState.norm).
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
 

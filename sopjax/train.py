@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from sopjax import autoaugment, inputs, losses, models, neural_collapse, parallel, pipeline, report, rundir
+from sopjax import autoaugment, datasets_constants, inputs, losses, models, neural_collapse, parallel, pipeline, report, rundir
 from sopjax.config import Config
 from sopjax.noise import LabelSet
 
@@ -43,10 +43,18 @@ class TrainState(train_state.TrainState):
 
     batch_stats: BatchNorm running statistics ({} for networks without BN).
     rng: uint32[2] base key of the run; step t uses ``fold_in(rng, t)``.
+    norm: {"mean", "std"} float32 (3,) input normalization of ``cfg.dataset``'s loader
+    (:mod:`sopjax.datasets_constants`); kept in the state so evaluation needs no config.
     """
 
     batch_stats: Any
     rng: jax.Array
+    norm: Any
+
+
+def normalize(state: TrainState, x):
+    """Network input from raw rows: uint8 images scaled by the run's ``norm``; floats as they are."""
+    return pipeline.preprocess(x, state.norm["mean"], state.norm["std"])
 
 
 # ----------------------------------------------------------------- optimizer
@@ -114,13 +122,15 @@ def create_train_state(cfg: Config, model, example_x, num_train: int, num_classe
     example_x: at least one training input (uint8 image or float feature row).
     """
     k_init, k_u, k_v, k_run = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)
-    variables = model.init(k_init, pipeline.preprocess(jnp.asarray(example_x[:1])), train=False)
+    mean, std = datasets_constants.normalization_stats(cfg.dataset)
+    norm = {"mean": jnp.asarray(mean), "std": jnp.asarray(std)}
+    variables = model.init(k_init, pipeline.preprocess(jnp.asarray(example_x[:1]), mean, std), train=False)
     params = {"net": variables["params"]}
     if cfg.method in SOP_METHODS:
         params["u"] = cfg.init_std * jax.random.normal(k_u, (num_train, 1), jnp.float32)
         params["v"] = cfg.init_std * jax.random.normal(k_v, (num_train, num_classes), jnp.float32)
     return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(cfg, steps_per_epoch),
-                             batch_stats=variables.get("batch_stats", {}), rng=k_run)
+                             batch_stats=variables.get("batch_stats", {}), rng=k_run, norm=norm)
 
 
 # ------------------------------------------------------------------ the step
@@ -188,11 +198,11 @@ def gather_batch(state: TrainState, idx, data, cfg: Config) -> dict:
     key = jax.random.fold_in(state.rng, state.step)
     if cfg.augment and x.ndim == 4:
         x = pipeline.augment(key, x)
-    batch = {"x": pipeline.preprocess(x), "y": y_all[idx], "idx": idx}
+    batch = {"x": normalize(state, x), "y": y_all[idx], "idx": idx}
     if cfg.method == "sop_plus":
         # The weak view's constants, so both views share one input scale (docs/notes.md, SOP+).
-        strong = (autoaugment.strong_view(jax.random.fold_in(key, 1), raw, pipeline.CIFAR_MEAN, pipeline.CIFAR_STD)
-                  if raw.dtype == jnp.uint8 and raw.ndim == 4 else pipeline.preprocess(raw))
+        strong = (autoaugment.strong_view(jax.random.fold_in(key, 1), raw, state.norm["mean"], state.norm["std"])
+                  if raw.dtype == jnp.uint8 and raw.ndim == 4 else normalize(state, raw))
         batch["x_strong"] = strong
     return batch
 
@@ -212,7 +222,7 @@ def _predict(state: TrainState, x_all, idx):
     variables = {"params": state.params["net"]}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-    return jax.nn.softmax(state.apply_fn(variables, pipeline.preprocess(x_all[parallel.shard_batch(idx)]), train=False))
+    return jax.nn.softmax(state.apply_fn(variables, normalize(state, x_all[parallel.shard_batch(idx)]), train=False))
 
 
 def evaluate(state: TrainState, x_dev, indices: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
@@ -232,7 +242,7 @@ def _predict_features(state: TrainState, x_all, idx):
     variables = {"params": state.params["net"]}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-    x = pipeline.preprocess(x_all[parallel.shard_batch(idx)])
+    x = normalize(state, x_all[parallel.shard_batch(idx)])
     logits, h, W, b = neural_collapse.last_layer(state.apply_fn, variables, x)
     return jax.nn.softmax(logits), h, W, b
 

@@ -86,6 +86,19 @@ def test_multistep_schedule_decays_tenfold_at_each_milestone():
     assert float(cos(0)) == 0.5 and float(cos(30)) == pytest.approx(0.25) and float(cos(60)) == pytest.approx(0.0)
 
 
+def test_images_are_normalized_with_the_datasets_loader_constants():
+    from sopjax import datasets_constants
+
+    x = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    for dataset in ("cifar10", "cifar100"):
+        cfg = small_cfg(method="ce", dataset=dataset, label_set="clean", noise_rate=0.0)
+        state, _, data = build(cfg, x, np.zeros(8, np.int32))
+        mean, std = datasets_constants.normalization_stats(dataset)
+        direct = jax.nn.softmax(state.apply_fn({"params": state.params["net"]}, jnp.asarray((x / 255.0 - mean) / std,
+                                                                                               jnp.float32), train=False))
+        np.testing.assert_allclose(train.evaluate(state, data[0], np.arange(8)), np.asarray(direct), rtol=1e-5, atol=1e-6)
+
+
 def test_u_v_are_indexed_by_dataset_position_not_batch_position():
     x, y, _, _ = synthetic(N=256)
     cfg = small_cfg()
