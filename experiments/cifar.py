@@ -21,7 +21,7 @@ import jax
 
 from sopjax import compare, config as config_lib
 from sopjax import data as data_lib
-from sopjax import inputs, multirun, noise, parallel, rundir, train
+from sopjax import distributed, inputs, multirun, noise, parallel, rundir, train
 
 def _milestones(text: str) -> tuple:
     try:
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--allow-lr-change", action="store_true",
                     help="resume a run in --workdir with new --lr/--lr-u/--lr-v (recorded in config.json)")
     ap.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    distributed.add_flags(ap)
     return ap
 
 
@@ -185,11 +186,23 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     return rows + [("images/s (train)", _f(s["mean_images_per_s"], ".0f")), ("wall time (s)", _f(s["train_wall_s"], ".0f"))]
 
 
+def join_processes(args) -> None:
+    """Join a multi-process job (:mod:`sopjax.distributed`) before any other JAX call."""
+    distributed.initialize(distributed.settings(args), detect=args.distributed)
+    if jax.process_count() > 1:
+        print(f"process {jax.process_index()} of {jax.process_count()} ({jax.local_device_count()} of "
+              f"{jax.device_count()} devices here); process 0 writes the run files")
+
+
 def run(args) -> int:
+    join_processes(args)
     cfg, preset, why, changes = build_config(args)
     print(f"preset {preset!r} ({why}); overrides: {changes or 'none'}")
     workdir = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
     methods = args.compare or (compare.DEFAULT_METHODS if preset == "cpu-compare" and args.method is None else None)
+    if jax.process_count() > 1 and (methods or args.seeds):
+        raise ValueError("--compare and --seeds (and the cpu-compare preset's default comparison) run in one process "
+                         "only; pass --method sop (or ce, sop_plus) for a multi-process run")
     if methods:
         return run_compare(args, cfg, preset, why, methods)
     if args.seeds:

@@ -17,6 +17,10 @@ flag               environment             meaning
 --distributed      —                        none of the above: let JAX detect the cluster
                                             (SLURM, Open MPI, Cloud TPU pods, GKE)
 =================  ======================  ==============================================
+
+``--coordinator-address`` is another name for ``--coordinator``. ``python -m experiments.cifar``
+takes these flags, joins before any other JAX call, and only process 0 writes run files
+(:mod:`sopjax.rundir`, :mod:`sopjax.report`); orbax checkpoints are written by all.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ ENV = {"coordinator": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCE
 def add_flags(ap: argparse.ArgumentParser) -> None:
     """The multi-process flags of the CLI (see the module docstring)."""
     g = ap.add_argument_group("several processes (hosts)")
-    g.add_argument("--coordinator", help=f"host:port of process 0 (else ${ENV['coordinator']})")
+    g.add_argument("--coordinator", "--coordinator-address", dest="coordinator",
+                   help=f"host:port of process 0 (else ${ENV['coordinator']})")
     g.add_argument("--num-processes", type=int, help=f"processes in the job (else ${ENV['num_processes']})")
     g.add_argument("--process-id", type=int, help=f"this process's rank (else ${ENV['process_id']})")
     g.add_argument("--distributed", action="store_true", help="join a cluster JAX detects itself (SLURM, TPU pod)")

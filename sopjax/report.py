@@ -73,13 +73,16 @@ def summarize(cfg: Config, labels, history: list, det: dict) -> dict:
 
 
 def finalize(cfg: Config, params: dict, probs: np.ndarray, arrays, history: list, path) -> dict:
-    """Score, summarize and write the end-of-run files into ``path``; returns the summary."""
+    """Score, summarize and write the end-of-run files into ``path``; returns the summary.
+    In a multi-process run every process computes the summary and process 0 alone writes."""
     from sopjax import plots, rundir
 
     path = pathlib.Path(path)
     labels = arrays.labels
     scores = detection_scores(probs, labels.noisy, params)
     summary = summarize(cfg, labels, history, detection_table(scores, labels.is_wrong, cfg.detect_threshold))
+    if not rundir.is_primary():
+        return rundir.strict(summary)
     primary = scores[summary["detection_primary"]]
     np.savez(path / "noise_scores.npz", score=primary, ranking=detection.ranking(primary),
              given_label=labels.noisy, score_name=np.array(summary["detection_primary"]))

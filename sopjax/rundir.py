@@ -8,6 +8,11 @@ Layout of ``workdir``:
 - ``checkpoints/<epoch>/``: orbax checkpoints of the whole TrainState, the last two kept;
   one that cannot be read is moved to ``corrupt-checkpoints/<epoch>/``;
 - ``.lock`` (a ``filelock`` lock held while a run uses the directory) and ``.lock.pid``.
+
+Several processes (:mod:`sopjax.distributed`): every process opens the same ``workdir``
+(shared storage, as orbax needs), but only process 0 locks it and writes the files above;
+the checkpoints are saved and restored by all processes together (orbax writes each
+process's shards).
 """
 
 from __future__ import annotations
@@ -90,6 +95,26 @@ def config_record(cfg: Config, arrays, num_train: int, steps_per_epoch: int, ext
             "versions": _versions(), "num_train": num_train, "steps_per_epoch": steps_per_epoch,
             "realized_noise_rate": arrays.labels.realized_rate, "data_fingerprint": data_fingerprint(arrays),
             **(extra or {})}
+
+
+def is_primary() -> bool:
+    """True in process 0 of a multi-process run (and in a single-process run): the process
+    that writes run files."""
+    import jax
+
+    return jax.process_index() == 0
+
+
+def _primary_failed(failed: bool) -> bool:
+    """Process 0's ``failed`` on every process, so all of them stop together (one process's
+    error would otherwise leave the others waiting in orbax's barriers)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return failed
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(failed)))
 
 
 def warn(msg: str) -> None:
@@ -277,6 +302,7 @@ class RunDir:
     lock: object = None
     record_before: str | None = None  # config.json as it was before open, put back if this run keeps nothing
     steps_before: tuple = ()
+    primary: bool = True  # process 0: locks the directory and writes its files
 
     @property
     def metrics_path(self) -> pathlib.Path:
@@ -296,12 +322,23 @@ class RunDir:
         rates may differ with ``allow_lr_change``) or different data.
         """
         path = check_writable(workdir)
-        run = cls(path, created=not path.exists())
-        path.mkdir(parents=True, exist_ok=True)
+        primary = is_primary()
+        run, error = cls(path, created=primary and not path.exists(), primary=primary), None
+        if primary:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                run.lock = _lock(path)
+                run.steps_before = tuple(_checkpoint_steps(path))
+                run.record_before = _write_record(path, record, allow_lr_change)
+            except BaseException as e:
+                error = e
+        if _primary_failed(error is not None):
+            run.close(failed=True)
+            if error is not None:
+                raise error
+            raise RunDirError(f"process 0 could not open {path} (its error line says why); fix that and re-run "
+                              "every process")
         try:
-            run.lock = _lock(path)
-            run.steps_before = tuple(_checkpoint_steps(path))
-            run.record_before = _write_record(path, record, allow_lr_change)
             run.manager = _checkpointer(path)
         except BaseException:
             run.close(failed=True)
@@ -344,20 +381,23 @@ class RunDir:
                 continue
             self.start_epoch = int(step)
             print(f"resuming {self.path} from the checkpoint after epoch {step}")
-            _trim_metrics(self.metrics_path, self.start_epoch)
+            if self.primary:
+                _trim_metrics(self.metrics_path, self.start_epoch)
             return state_out
         if steps:
             raise RunDirError(f"no checkpoint in {self.path / 'checkpoints'} can be read (see the warnings); "
                               "use a new --workdir, or delete the directory to start over")
-        _trim_metrics(self.metrics_path, 0)
+        if self.primary:
+            _trim_metrics(self.metrics_path, 0)
         return state
 
     def _set_aside(self, step: int, err: Exception) -> None:
         dest = self.path / "corrupt-checkpoints" / str(step)
-        dest.parent.mkdir(exist_ok=True)
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.move(str(self.path / "checkpoints" / str(step)), str(dest))
+        if self.primary:
+            dest.parent.mkdir(exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.move(str(self.path / "checkpoints" / str(step)), str(dest))
         self.manager.reload()
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         warn(f"checkpoint after epoch {step} cannot be read ({type(err).__name__}: {first}); "
@@ -372,17 +412,20 @@ class RunDir:
 
 
 class MetricWriter:
-    """Appends one strict-JSON line per epoch to ``metrics.jsonl`` and echoes a console line."""
+    """Appends one strict-JSON line per epoch to ``metrics.jsonl`` and echoes a console line
+    (process 0 only; every process keeps the history)."""
 
     def __init__(self, path: pathlib.Path, echo: bool = True):
-        self.path, self.echo = path, echo
+        self.primary = is_primary()
+        self.path, self.echo = path, echo and self.primary
         self.history = [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
 
     def write(self, rec: dict, total_epochs: int) -> None:
         rec = strict(rec)
         self.history.append(rec)
-        with self.path.open("a") as f:
-            f.write(dumps(rec) + "\n")
+        if self.primary:
+            with self.path.open("a") as f:
+                f.write(dumps(rec) + "\n")
         if self.echo:
             print(console_line(rec, total_epochs), flush=True)
 
