@@ -8,7 +8,8 @@ network init, the data order and the augmentation of both), then writes into ``<
   and the four checks of issue 8 (strict JSON);
 - ``comparison.md``: the table as Markdown (the same text is printed);
 - ``fig1.png``: paper Fig. 1 side by side: per epoch, train accuracy against the given
-  labels, on the wrong labels (memorization), against the clean labels, and test accuracy;
+  labels, on the wrong labels (memorization), against the clean labels, and test accuracy,
+  with the per-epoch wrong-label detection AUROCs dashed;
 - ``neural_collapse.png``: NC1–NC4 per epoch against the given and the true labels
   (when the histories hold them, see :func:`sopjax.train.epoch_record`).
 
@@ -121,6 +122,8 @@ def _series(history: list, key: str) -> np.ndarray:
 
 FIG1_CURVES = (("fit_noisy_acc", "train acc vs given labels"), ("memorized_wrong", "train acc on wrong labels"),
                ("fit_clean_acc", "train acc vs clean labels"), ("test_acc", "test acc"))
+# Per-epoch wrong-label detection (sopjax.train.epoch_record), dashed on the same axes.
+DETECTION_CURVES = (("auroc_1mp", "AUROC of 1 − p(given)"), ("auroc_uv", "AUROC of SOP ‖s‖₁ (u, v)"))
 
 
 def plot_fig1(record: dict):
@@ -135,10 +138,14 @@ def plot_fig1(record: dict):
         ep = [h["epoch"] for h in hist]
         for key, label in FIG1_CURVES:
             ax.plot(ep, _series(hist, key), "o-", ms=2.5, label=label)
+        for key, label in DETECTION_CURVES:
+            if any(h.get(key) is not None for h in hist):
+                ax.plot(ep, _series(hist, key), "--", lw=1.2, label=label)
         ax.set(xlabel="epoch", title=m.upper(), ylim=(0, 1))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy")
-    axes[0].legend(fontsize=8, loc="best")
+    axes[0].set_ylabel("accuracy; AUROC (dashed)")
+    for ax in axes:
+        ax.legend(fontsize=7, loc="lower right")
     return fig
 
 

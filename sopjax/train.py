@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from sopjax import autoaugment, datasets_constants, inputs, losses, models, neural_collapse, parallel, pipeline, report, rundir
+from sopjax import autoaugment, datasets_constants, detection, inputs, losses, models, neural_collapse, parallel, pipeline, report, rundir
 from sopjax.config import Config
 from sopjax.noise import LabelSet
 
@@ -308,6 +308,18 @@ def test_rows(cfg: Config, num_test: int, last: bool) -> np.ndarray:
     return np.sort(np.random.default_rng([cfg.seed, 11]).choice(num_test, size=cfg.test_subset, replace=False))
 
 
+def _epoch_detection(state: TrainState, probs, noisy, wrong, sub) -> dict:
+    """Per-epoch wrong-label detection AUROC on the fit subset: ``auroc_1mp`` from the
+    network's 1 − p(given label) and, for SOP runs, ``auroc_uv`` from ‖s_i‖₁ of the current
+    u, v rows (:func:`report.detection_scores`). Tracks when the tables start to separate the
+    wrong labels, the curve a final-epoch number hides."""
+    params = {} if "u" not in state.params else {
+        "u": parallel.to_host(state.params["u"])[sub], "v": parallel.to_host(state.params["v"])[sub]}
+    scores = report.detection_scores(probs, noisy, params)
+    aucs = {f"auroc_{k.split('_', 1)[1]}": detection.auroc(v, wrong) for k, v in scores.items()}
+    return {k: (None if np.isnan(a) else a) for k, a in aucs.items()}  # NaN: no wrong (or no clean) labels
+
+
 def epoch_record(state: TrainState, arrays: Arrays, devs: dict, sub: np.ndarray,
                  test_idx: np.ndarray | None = None) -> dict:
     """Test accuracy (on rows ``test_idx``, default all), and on the fit subset the fit to the
@@ -324,6 +336,7 @@ def epoch_record(state: TrainState, arrays: Arrays, devs: dict, sub: np.ndarray,
         evaluate(state, devs["x_val"], np.arange(len(arrays.x_val))).argmax(-1) == arrays.y_val)),
         "val_size": int(len(arrays.x_val))})
     return {"test_acc": float(np.mean(test_pred == arrays.y_test[test_idx])), "test_size": int(len(test_idx)), **val,
+            **_epoch_detection(state, probs, noisy, wrong, sub),
             "fit_noisy_acc": float(np.mean(pred == noisy)),
             "memorized_wrong": float(np.mean(pred[wrong] == noisy[wrong])) if wrong.any() else None,
             "fit_clean_acc": float(np.mean(pred == clean)), "fit_subset_size": int(len(sub)),

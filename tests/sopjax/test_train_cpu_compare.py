@@ -51,3 +51,32 @@ def test_test_rows_subset_per_epoch_and_whole_set_at_the_last():
     np.testing.assert_array_equal(some, train.test_rows(cfg, 1000, last=False))  # same rows every epoch
     np.testing.assert_array_equal(train.test_rows(cfg, 1000, last=True), np.arange(1000))
     np.testing.assert_array_equal(train.test_rows(config_lib.Config(), 1000, last=False), np.arange(1000))
+
+
+def test_epoch_detection_scores_the_fit_subset_rows_of_u_v_and_of_the_network():
+    # 8 samples, fit subset = rows 1, 3, 4, 6; rows 3 and 6 carry wrong labels.
+    # Bugs caught: scoring u, v rows 0..3 instead of the subset's rows, or dropping the table score.
+    from types import SimpleNamespace
+
+    N, K, sub = 8, 3, np.array([1, 3, 4, 6])
+    u = np.zeros((N, 1), np.float32)
+    u[[3, 6]] = 1.0  # the wrong rows' tables are on; rows 0 and 2 (not in the subset) stay off
+    v = np.zeros((N, K), np.float32)
+    noisy, wrong = np.array([0, 1, 2, 0]), np.array([False, True, False, True])
+    probs = np.full((4, K), 0.1, np.float32)
+    probs[np.arange(4), noisy] = [0.1, 0.9, 0.2, 0.8]  # the network is confident on the wrong ones
+    state = SimpleNamespace(params={"net": {}, "u": jnp.asarray(u), "v": jnp.asarray(v)})
+    rec = train._epoch_detection(state, probs, noisy, wrong, sub)
+    assert rec["auroc_uv"] == 1.0 and rec["auroc_1mp"] == 0.0
+    ce_rec = train._epoch_detection(SimpleNamespace(params={"net": {}}), probs, noisy, wrong, sub)
+    assert set(ce_rec) == {"auroc_1mp"}
+
+
+def test_epoch_detection_is_none_not_nan_on_clean_labels():
+    # metrics.jsonl is strict JSON: a NaN AUROC (no wrong label in the subset) must be written as null.
+    from types import SimpleNamespace
+
+    probs = np.full((4, 3), 1 / 3, np.float32)
+    rec = train._epoch_detection(SimpleNamespace(params={"net": {}}), probs, np.zeros(4, int), np.zeros(4, bool),
+                                 np.arange(4))
+    assert rec == {"auroc_1mp": None}
