@@ -21,7 +21,7 @@ import jax
 
 from sopjax import compare, config as config_lib
 from sopjax import data as data_lib
-from sopjax import distributed, inputs, multirun, noise, parallel, rundir, train
+from sopjax import distributed, inputs, multirun, noise, parallel, rundir, stream_train, train
 
 def _milestones(text: str) -> tuple:
     try:
@@ -78,7 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="resume a run in --workdir with new --lr/--lr-u/--lr-v (recorded in config.json)")
     ap.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     distributed.add_flags(ap)
+    add_folder_flags(ap)
     return ap
+
+
+def add_folder_flags(ap: argparse.ArgumentParser) -> None:
+    """The streamed folder dataset (:mod:`sopjax.stream_train`) instead of CIFAR."""
+    g = ap.add_argument_group("a folder of images and a '<path> <label>' list (Clothing1M, WebVision), streamed")
+    g.add_argument("--image-root", help="folder that the paths of --label-file are relative to")
+    g.add_argument("--label-file", help="training list, one '<path> <label>' line per image; u, v follow its line order")
+    g.add_argument("--test-label-file", help="clean evaluation list under --image-root (per-epoch test accuracy)")
+    g.add_argument("--num-classes", type=int, help="number of classes of the lists' labels (Clothing1M 14, WebVision 50)")
+    g.add_argument("--image-size", type=int, default=32, help="side in pixels that images are decoded and resized to")
+    g.add_argument("--loader-workers", type=int, default=0,
+                   help="host processes that decode and augment the images (0 = this process)")
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -198,6 +211,8 @@ def run(args) -> int:
     join_processes(args)
     cfg, preset, why, changes = build_config(args)
     print(f"preset {preset!r} ({why}); overrides: {changes or 'none'}")
+    if args.label_file or args.image_root:
+        return run_folder(args, cfg, preset, why, changes)
     workdir = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
     methods = args.compare or (compare.DEFAULT_METHODS if preset == "cpu-compare" and args.method is None else None)
     if jax.process_count() > 1 and (methods or args.seeds):
@@ -281,6 +296,35 @@ def run_compare(args, cfg: config_lib.Config, preset: str, why: str, methods: tu
                                      allow_lr_change=args.allow_lr_change)
     print("\n" + rec["markdown"])
     print(f"run directory: {workdir} (comparison.md, comparison.json, fig1.png, neural_collapse.png; one folder per method)")
+    return 0
+
+
+def run_folder(args, cfg: config_lib.Config, preset: str, why: str, changes: dict) -> int:
+    """``--image-root DIR --label-file FILE``: SOP on a streamed folder (:mod:`sopjax.stream_train`)."""
+    if args.compare or args.seeds:
+        raise ValueError("--compare and --seeds take CIFAR only; train a --label-file dataset one --method at a time")
+    if args.loader_workers < 0:
+        raise ValueError(f"--loader-workers must be 0 or more, got {args.loader_workers}")
+    if changes.get("val_size"):
+        raise ValueError("--val-size holds out CIFAR images; with --label-file pass an evaluation list as --test-label-file")
+    # The preset's CIFAR subset and validation split do not apply to a folder; only an explicit --subset does.
+    cfg = dataclasses.replace(cfg, subset=changes.get("subset", 0), val_size=0)
+    workdir = args.workdir or f"runs/{preset}-{cfg.method}-folder-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
+    rundir.check_writable(workdir)  # before the lists are read: fail in seconds
+    data = stream_train.load_folder(args.image_root, args.label_file, args.num_classes, args.image_size,
+                                    args.test_label_file, cfg.subset)
+    n = len(data.train.paths)
+    print(f"data: {n} images listed in {args.label_file} under {args.image_root}, {data.num_classes} classes, "
+          f"decoded at {data.image_size}x{data.image_size} by {args.loader_workers} worker process(es); labels as given "
+          f"(--label-set, --noise-rate unused); inputs normalized with the {cfg.dataset} constants; test list: "
+          f"{len(data.test.paths) if data.test else 'none'}")
+    print(f"workdir {workdir}")
+    with layout(cfg, n):
+        s = stream_train.fit_stream(cfg, data, workdir, workers=args.loader_workers, progress=not args.no_progress,
+                                    log_epochs=True, allow_lr_change=args.allow_lr_change,
+                                    extra_config={"preset": preset, "preset_reason": why})
+    print(f"\ntest acc last {_f(s['test_acc_last'])}, train loss last {_f(s['train_loss_last'])}, "
+          f"{_f(s['mean_images_per_s'], '.0f')} images/s\nrun directory: {workdir}")
     return 0
 
 

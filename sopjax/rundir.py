@@ -363,9 +363,11 @@ class RunDir:
         if self.lock is not None:
             self.lock.release()
 
-    def restore(self, state):
+    def restore(self, state, loader=None):
         """The newest checkpoint that loads, restored into ``state``'s structure, or ``state``
         itself when there is none. Sets ``start_epoch`` and drops metric lines after it.
+        ``loader``: a grain iterator saved with the state (:meth:`save`); it is set to the
+        checkpoint's position (each process its own).
 
         A checkpoint that cannot be read is moved to ``corrupt-checkpoints/`` with a
         warning; raises RunDirError if checkpoints exist and none of them loads.
@@ -375,7 +377,13 @@ class RunDir:
         steps = sorted(self.manager.all_steps(), reverse=True)
         for step in steps:
             try:
-                state_out = self.manager.restore(step, args=ocp.args.StandardRestore(state))
+                if loader is None:
+                    state_out = self.manager.restore(step, args=ocp.args.StandardRestore(state))
+                else:
+                    import grain
+
+                    state_out = self.manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(state), loader=grain.checkpoint.CheckpointRestore(loader)))["state"]
             except Exception as e:  # orbax/TensorStore raise many types for a damaged checkpoint
                 self._set_aside(step, e)
                 continue
@@ -403,11 +411,18 @@ class RunDir:
         warn(f"checkpoint after epoch {step} cannot be read ({type(err).__name__}: {first}); "
              f"skipped it and moved it to {dest}")
 
-    def save(self, epoch: int, state) -> None:
-        """Checkpoint ``state`` as ``epoch``, on disk when this returns (orbax saves atomically)."""
+    def save(self, epoch: int, state, loader=None) -> None:
+        """Checkpoint ``state`` as ``epoch``, on disk when this returns (orbax saves atomically);
+        with ``loader``, a grain iterator, also its position (grain's orbax handler)."""
         import orbax.checkpoint as ocp
 
-        self.manager.save(epoch, args=ocp.args.StandardSave(state))
+        if loader is None:
+            args = ocp.args.StandardSave(state)
+        else:
+            import grain
+
+            args = ocp.args.Composite(state=ocp.args.StandardSave(state), loader=grain.checkpoint.CheckpointSave(loader))
+        self.manager.save(epoch, args=args)
         self.manager.wait_until_finished()
 
 

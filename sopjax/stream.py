@@ -109,6 +109,18 @@ class RandomFlip(grain.transforms.RandomMap):
         return {**rec, "image": rec["image"][:, ::-1] if rng.random() < 0.5 else rec["image"]}
 
 
+class RandomCrop(grain.transforms.RandomMap):
+    """A random ``size × size`` crop of the image zero-padded by ``size // 8`` on each side
+    (torchvision's ``RandomCrop(32, padding=4)`` at 32), from grain's per-record generator."""
+
+    def random_map(self, rec, rng: np.random.Generator):
+        img = rec["image"]
+        size, pad = img.shape[0], img.shape[0] // 8
+        padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))
+        dy, dx = rng.integers(0, 2 * pad + 1, 2)
+        return {**rec, "image": padded[dy:dy + size, dx:dx + size]}
+
+
 class ToPair(grain.transforms.Map):
     """A batch dict → (images (B, …) uint8, indices (B,) int32)."""
 
@@ -118,17 +130,23 @@ class ToPair(grain.transforms.Map):
 
 def make_loader(images: ImageList, batch_size: int, seed: int, size: int = 32, num_epochs: int = 1,
                 shuffle: bool = True, flip: bool = False, worker_count: int = 0, shard_index: int = 0,
-                shard_count: int = 1, drop_remainder: bool = False) -> grain.DataLoader:
+                shard_count: int = 1, drop_remainder: bool = False, crop: bool = False) -> grain.DataLoader:
     """A deterministic, resumable loader of ``(images, indices)`` batches (see the module doc).
 
     Iterate ``iter(loader)``; checkpoint ``it.get_state()``; resume with a loader built with
     the same arguments and ``it.set_state(state)``. ``shard_index``/``shard_count``: this
     process's part of every epoch (pass ``jax.process_index()``/``jax.process_count()``).
+    ``crop``/``flip``: random crop from a zero padding of size // 8, horizontal flip.
     """
     sampler = grain.samplers.IndexSampler(
         len(images.paths), shuffle=shuffle, seed=seed, num_epochs=num_epochs,
         shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True))
-    ops = [Decode(size)] + ([RandomFlip()] if flip else [])
+    if worker_count > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags, which a non-absl program never parses
+            flags.FLAGS.mark_as_parsed()
+    ops = [Decode(size)] + ([RandomCrop()] if crop else []) + ([RandomFlip()] if flip else [])
     ops += [grain.transforms.Batch(batch_size, drop_remainder=drop_remainder), ToPair()]
     return grain.DataLoader(data_source=ImageSource(images), sampler=sampler, operations=ops,
                             worker_count=worker_count)
