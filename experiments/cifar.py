@@ -214,7 +214,11 @@ def run(args) -> int:
     if args.label_file or args.image_root:
         return run_folder(args, cfg, preset, why, changes)
     workdir = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}-s{cfg.seed}" + (f"-n{cfg.subset}" if cfg.subset else "")
-    methods = args.compare or (compare.DEFAULT_METHODS if preset == "cpu-compare" and args.method is None else None)
+    if args.compare and args.seeds:
+        raise ValueError("--compare and --seeds cannot be combined; run each seed's comparison as its own command")
+    # --seeds asks for single-method runs, so it overrides the cpu-compare preset's default comparison.
+    default_compare = preset == "cpu-compare" and args.method is None and not args.seeds
+    methods = args.compare or (compare.DEFAULT_METHODS if default_compare else None)
     if jax.process_count() > 1 and (methods or args.seeds):
         raise ValueError("--compare and --seeds (and the cpu-compare preset's default comparison) run in one process "
                          "only; pass --method sop (or ce, sop_plus) for a multi-process run")

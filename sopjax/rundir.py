@@ -5,7 +5,8 @@ Layout of ``workdir``:
   data fingerprint (written once; a resume appends its code version to ``resumed_with``,
   a resume with ``allow_lr_change`` its learning rates to ``lr_changes``);
 - ``metrics.jsonl``: one strict-JSON line per finished epoch (non-finite → ``null``);
-- ``checkpoints/<epoch>/``: orbax checkpoints of the whole TrainState, the last two kept;
+- ``checkpoints/<epoch>/``: orbax checkpoints of the whole TrainState (a streamed run adds
+  its grain loader's position, :mod:`sopjax.stream_train`), the last two kept;
   one that cannot be read is moved to ``corrupt-checkpoints/<epoch>/``;
 - ``.lock`` (a ``filelock`` lock held while a run uses the directory) and ``.lock.pid``.
 

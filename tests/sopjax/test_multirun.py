@@ -112,3 +112,20 @@ def test_runs_that_cannot_share_a_step_are_refused():
     multirun.check_compatible([a, dataclasses.replace(b, noise_rate=0.2)])  # allowed
     with pytest.raises(ValueError, match="lr"):
         multirun.check_compatible([a, dataclasses.replace(b, lr=0.1)])
+
+
+def test_cli_seeds_override_the_cpu_default_comparison(monkeypatch, capsys):
+    # The Done-when command `--subset 1024 --epochs 1 --seeds 0,1` (no --preset) must run the
+    # seeds, not the cpu-compare preset's CE-vs-SOP comparison, and --compare with --seeds is
+    # refused rather than one of them silently ignored.
+    from experiments import cifar
+
+    called = []
+    monkeypatch.setattr(cifar, "choose_preset", lambda requested: (requested or "cpu-compare", "test"))
+    monkeypatch.setattr(cifar, "run_seeds", lambda args, cfg, *a: called.append(("seeds", cfg.method)) or 0)
+    monkeypatch.setattr(cifar, "run_compare", lambda *a: called.append("compare") or 0)
+    assert cifar.main(["--subset", "1024", "--epochs", "1", "--seeds", "0,1"]) == 0
+    assert cifar.main(["--subset", "1024", "--epochs", "1"]) == 0
+    assert called == [("seeds", "sop"), "compare"]
+    assert cifar.main(["--compare", "ce,sop", "--seeds", "0,1"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
