@@ -5,6 +5,10 @@
     python -m experiments.cifar --preset quick --method ce   # the CE baseline, same seed
     python -m experiments.cifar --preset paper-cifar10-sym --noise-rate 0.4
     python -m experiments.cifar --subset 512 --epochs 1      # a smoke run
+    python -m experiments.cifar --method sop --coordinator-address host0:1234 --num-processes 2 --process-id 0
+                                                             # one of several processes (README, "Scaling out")
+    python -m experiments.cifar --method sop --image-root DIR --label-file DIR/train.txt --num-classes 14
+                                                             # a folder of images and a '<path> <label>' list, streamed
 
 A thin CLI over :mod:`sopjax.train`; see :mod:`sopjax.config` for the presets and
 their sources. Re-running with the same ``--workdir`` resumes from its checkpoint.
