@@ -5,10 +5,7 @@ tests/sopjax/workers/distributed_worker.py runs as 2 processes × 2 forced CPU d
 process with 1 device, all at once; the assertions compare their outputs.
 """
 
-import os
 import pathlib
-import socket
-import subprocess
 import sys
 import types
 
@@ -16,6 +13,9 @@ import numpy as np
 import pytest
 
 from sopjax import distributed
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "workers"))
+import launch as launcher  # noqa: E402
 
 # Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
 pytestmark = pytest.mark.slow
@@ -29,22 +29,14 @@ def rel(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(args, devices):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return launcher.launch([WORKER, *args], devices)
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("distributed")
-    addr = f"127.0.0.1:{free_port()}"
+    addr = f"127.0.0.1:{launcher.free_port()}"
     procs = [launch([tmp / "two.npz", tmp / "ck2", addr, 2, pid], 2) for pid in (0, 1)]
     procs.append(launch([tmp / "one.npz", tmp / "ck1"], 1))
     logs = [p.communicate(timeout=300)[0] for p in procs]
