@@ -185,7 +185,7 @@ def _predict(state: train.TrainState, x):
     return jnp.argmax(state.apply_fn(variables, train.normalize(state, parallel.shard_batch(x)), train=False), -1)
 
 
-def test_accuracy(state, test: stream.ImageList, size: int, workers: int = 0) -> tuple[float, int]:
+def list_accuracy(state, test: stream.ImageList, size: int, workers: int = 0) -> tuple[float, int]:
     """(accuracy, images evaluated) of the eval-mode network on the test list: each process
     reads its shard in fixed-size batches (the last padded, its padding dropped)."""
     procs, b = jax.process_count(), max(1, EVAL_BATCH // jax.process_count())
@@ -258,7 +258,7 @@ def fit_stream(cfg: Config, data: FolderData, workdir, model=None, workers: int 
             train_s = time.perf_counter() - t0
             bar is not None and bar.close()
             test = {} if data.test is None else dict(zip(("test_acc", "test_size"),
-                                                         test_accuracy(state, data.test, data.image_size, workers)))
+                                                         list_accuracy(state, data.test, data.image_size, workers)))
             writer.write({"epoch": epoch + 1, "step": int(state.step), **train_m, **test,
                           "lr": float(train.lr_schedule(cfg, spe)(int(state.step))), "epoch_train_s": train_s,
                           "epoch_total_s": time.perf_counter() - t0, "images_per_s": spe * cfg.batch_size / train_s},
