@@ -123,3 +123,12 @@ def test_existing_figures_need_force_and_default_out_is_fresh(tmp_path, capsys, 
 def test_debug_shows_the_traceback(monkeypatch, tmp_path):
     with pytest.raises(pt.UsageError):
         pt.main(["--seed", "-1", "--debug", "--out", str(tmp_path / "o")])
+
+
+def test_figures_compute_with_one_blas_thread():
+    # Catches the limit not being applied: OpenBLAS on both cores made Fig. 4's set-up 14× slower under load.
+    from threadpoolctl import threadpool_info
+
+    inside = pt.one_blas_thread(lambda: [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])()
+    assert inside and all(n == 1 for n in inside)
+    assert pt.compute_fig4.__wrapped__ is not None  # the figures go through it
