@@ -376,11 +376,8 @@ def flow_limit(J, y, alpha, gamma, tol=1e-13, max_iter=500, return_nu=False):
         raise ValueError(f"need alpha > 0 and gamma > 0, got {alpha}, {gamma}")
     K = J @ J.T
     nu = np.zeros_like(y)
-    log_g = np.log(gamma)
-    if log_g < -8.0:
-        for lg in np.arange(-8.0, log_g, -4.0):
-            nu = _flow_newton(K, y, alpha * lg / log_g, np.exp(lg), nu, tol, max_iter)
-    nu = _flow_newton(K, y, alpha, gamma, nu, tol, max_iter)
+    for a_j, g_j in _continuation(alpha, gamma):
+        nu = _flow_newton(K, y, a_j, g_j, nu, tol, max_iter)
     theta, s = J.T @ nu, 2 * gamma * gamma * np.sinh(4.0 * alpha * nu)
     return (theta, s, nu) if return_nu else (theta, s)
 
@@ -437,8 +434,9 @@ def flow_limit_batch(J, y, alpha, gamma, nu0=None, tol=1e-13, max_iter=100):
     """:func:`flow_limit` for a batch of problems at once: vmapped damped Newton in JAX.
 
     Same equation and stopping rule as :func:`flow_limit` (F(ν) = JJᵀν + 2γ² sinh(4αν)
-    − y = 0, ‖F‖ ≤ tol·max(‖y‖, 1)), without its small-γ continuation, so meant for
-    γ ≥ e⁻⁸. The line search tries the steps 1, ½, …, 2⁻³⁰ at once and takes the
+    − y = 0, ‖F‖ ≤ tol·max(‖y‖, 1)) and the same small-γ continuation (γ_j = e⁻⁸,
+    e⁻¹², … at fixed λ, each solve warm-started from the last). The line search tries
+    the steps 1, ½, …, 2⁻³⁰ at once and takes the
     largest that passes Armijo on Φ (or lowers ‖F‖). ``nu0`` (B, N) is a starting
     point, e.g. the dual of (26), which the flow's ν approaches as γ → 0: Φ is
     strictly convex, so the root does not depend on it, only the iteration count.
@@ -454,17 +452,26 @@ def flow_limit_batch(J, y, alpha, gamma, nu0=None, tol=1e-13, max_iter=100):
         raise ValueError(f"flow_limit_batch takes J (B, N, p) and y (B, N); got {J.shape}, {y.shape}")
     if not (alpha > 0 and gamma > 0):
         raise ValueError(f"need alpha > 0 and gamma > 0, got {alpha}, {gamma}")
-    K = np.einsum("bnp,bmp->bnm", J, J)
-    nu0 = np.zeros_like(y) if nu0 is None else np.nan_to_num(np.asarray(nu0, dtype=np.float64))
+    K = J @ J.transpose(0, 2, 1)
+    nu = np.zeros_like(y) if nu0 is None else np.nan_to_num(np.asarray(nu0, dtype=np.float64))
     with x64():
-        nu, ok = _newton_batch(jnp.asarray(K), jnp.asarray(y), jnp.asarray(nu0), float(alpha), float(gamma),
-                               float(tol), int(max_iter))
+        Kj, yj = jnp.asarray(K), jnp.asarray(y)
+        for a_j, g_j in _continuation(alpha, gamma):
+            nu, ok = _newton_batch(Kj, yj, jnp.asarray(nu), a_j, g_j, float(tol), int(max_iter))
         nu, ok = np.array(nu), np.asarray(ok)
     redo = np.flatnonzero(~ok)
     for i in redo:
         nu[i] = flow_limit(J[i], y[i], alpha, gamma, tol=tol, return_nu=True)[2]
     theta = np.einsum("bnp,bn->bp", J, nu)
     return theta, 2 * gamma * gamma * np.sinh(4.0 * alpha * nu), len(redo)
+
+
+def _continuation(alpha: float, gamma: float) -> list[tuple[float, float]]:
+    """The (α_j, γ_j) path of :func:`flow_limit`: γ_j = e⁻⁸, e⁻¹², … down to γ at fixed
+    λ = −log γ/(2α) (so α_j = α·log γ_j / log γ); just (α, γ) when γ ≥ e⁻⁸."""
+    log_g = float(np.log(gamma))
+    steps = np.arange(-8.0, log_g, -4.0) if log_g < -8.0 else []
+    return [(float(alpha * lg / log_g), float(np.exp(lg))) for lg in steps] + [(float(alpha), float(gamma))]
 
 
 def _newton_single(K, y, nu, alpha, gamma, tol, max_iter):
@@ -508,6 +515,89 @@ def _newton_single(K, y, nu, alpha, gamma, tol, max_iter):
 
 
 _newton_batch = jax.jit(jax.vmap(_newton_single, in_axes=(0, 0, 0, None, None, None, None)), static_argnums=(6,))
+
+
+def flow_limit_primal_batch(J, y, alpha, gamma, theta0, max_iter=60, rtol=1e-8):
+    """The flow limit (17) at any γ > 0, for a batch, by Newton on its primal problem.
+
+    At the limit θ = Jᵀν and s = 2γ² sinh(4αν) (see :func:`flow_limit`), i.e.
+    ν = H'(s) with H'(s) = asinh(s/(2γ²))/(4α), so
+    (θ, s) minimises ½‖θ‖² + Σᵢ H(sᵢ) subject to y = Jθ + s, i.e. θ minimises
+
+        f(θ) = ½‖θ‖² + Σᵢ H(yᵢ − Jᵢθ),  H(s) = [s·asinh(s/c) − √(s² + c²)]/(4α),  c = 2γ²,
+
+    strictly convex and smooth. Unlike the ν-form used by :func:`flow_limit`, this
+    stays well posed for tiny γ: ν's part in null(Jᵀ) is fixed only through sᵢ ~ γ²
+    far below float64's resolution, but θ never depends on it. The Newton step uses
+    (I + JᵀDJ)⁻¹ = I − Jᵀ(D⁻¹ + JJᵀ)⁻¹J, D = diag H''(s), D⁻¹ = 4α√(s² + c²): one
+    N×N Cholesky per step (ε = 1e-14·max Kᵢᵢ is added to it; that only touches the
+    null(Jᵀ) part that Jᵀ removes). A backtracking line search on f; stops when the
+    Newton step is ≤ 1e-3·rtol·max(‖θ‖, 1) or the line search finds no decrease; a row
+    counts as converged if its last full Newton step was ≤ rtol relative (near the
+    limit Newton's step is its distance to it).
+
+    Args: J (B, N, p), y (B, N), scalar alpha, gamma > 0, theta0 (B, p) a start, e.g.
+    the convex solution of (26), which this limit tends to as γ → 0 (Prop. 3.3).
+    Returns: theta (B, p), s = y − Jθ (B, N) float64 numpy, converged (B,) bool and the
+    last relative Newton step (B,).
+    Raises: ValueError for bad shapes or parameters.
+    """
+    J = np.asarray(J, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    theta0 = np.nan_to_num(np.asarray(theta0, dtype=np.float64))
+    if J.ndim != 3 or y.shape != J.shape[:2] or theta0.shape != (J.shape[0], J.shape[2]):
+        raise ValueError(f"flow_limit_primal_batch takes J (B, N, p), y (B, N), theta0 (B, p); "
+                         f"got {J.shape}, {y.shape}, {theta0.shape}")
+    if not (alpha > 0 and gamma > 0):
+        raise ValueError(f"need alpha > 0 and gamma > 0, got {alpha}, {gamma}")
+    B, chunk = len(J), 128
+    parts = []
+    with x64():  # chunks of one shape: rows that converge early do not wait for a whole figure's slowest
+        for c in range(0, B, chunk):
+            rows = np.minimum(np.arange(c, c + chunk), B - 1)
+            out = _primal_newton_batch(jnp.asarray(J[rows]), jnp.asarray(y[rows]), jnp.asarray(theta0[rows]),
+                                       float(alpha), float(gamma), int(max_iter))
+            parts.append([np.asarray(o)[:B - c] for o in out])
+    th, rel = (np.concatenate(p) for p in zip(*parts))
+    return th, y - np.einsum("bnp,bp->bn", J, th), rel <= rtol, rel
+
+
+def _primal_newton_single(J, y, theta, alpha, gamma, max_iter, rtol=1e-8):
+    c = 2.0 * gamma * gamma
+    K = J @ J.T
+    eps = 1e-14 * jnp.max(jnp.diag(K))
+    ts = 0.5 ** jnp.arange(31.0)
+
+    def f(th):
+        s = y - J @ th
+        return 0.5 * th @ th + jnp.sum(s * jnp.arcsinh(s / c) - jnp.sqrt(s * s + c * c)) / (4 * alpha)
+
+    def body(st):
+        it, th, _, _ = st
+        s = y - J @ th
+        g = th - J.T @ (jnp.arcsinh(s / c) / (4 * alpha))
+        M = K + jnp.diag(4 * alpha * jnp.sqrt(s * s + c * c) + eps)
+        w = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(M), True), (J @ g)[:, None])[:, 0]
+        step = -(g - J.T @ w)
+        f0 = f(th)
+        fc = jax.vmap(lambda t: f(th + t * step))(ts)
+        good = jnp.isfinite(fc) & (fc <= f0 + 1e-4 * ts * (g @ step))
+        moved = jnp.any(good)
+        t = ts[jnp.argmax(good)]
+        # stop on the step, not on the gradient: g carries H'(s) at sᵢ ~ rounding, where
+        # H' is steep (0.4λ at s = 1e-16, γ = e⁻³²), but the step it causes is tiny
+        rel = jnp.linalg.norm(step) / jnp.maximum(jnp.linalg.norm(th), 1.0)
+        return it + 1, jnp.where(moved, th + t * step, th), rel, moved & (rel > 1e-3 * rtol)
+
+    def cond(st):
+        return (st[0] < max_iter) & st[3]
+
+    _, th, dec, _ = jax.lax.while_loop(cond, body, (0, theta, jnp.asarray(jnp.inf), jnp.asarray(True)))
+    return th, dec
+
+
+_primal_newton_batch = jax.jit(jax.vmap(_primal_newton_single, in_axes=(0, 0, 0, None, None, None)),
+                               static_argnums=(5,))
 
 
 # ------------------------------------------------------------------- coherence

@@ -176,3 +176,28 @@ def test_flow_limit_batch_matches_flow_limit():
         assert lm.relative_distance(th_b[t], th) <= 1e-10
         assert lm.relative_distance(s_b[t], s) <= 1e-8
     assert redone == 0
+
+
+@pytest.mark.parametrize("log_gamma", [-8.0, -32.0])
+def test_primal_flow_limit_matches_the_nu_form_at_small_gamma(log_gamma):
+    # Catches a wrong H' or D⁻¹ (e.g. 2α for 4α): the primal Newton then converges to another point.
+    P = lm.make_problems(20, 40, 3, 3, seed=5, trials=3)
+    g = float(np.exp(log_gamma))
+    a = float(lm.alpha_for(0.01, g))
+    start = cx.solve_batch(P.J, P.y, 0.01).theta
+    th, s, ok, step = lm.flow_limit_primal_batch(P.J, P.y, a, g, start)
+    assert ok.all() and np.all(step <= 1e-8)
+    for i in range(3):
+        th_ref, s_ref = lm.flow_limit(P.J[i], P.y[i], a, g)
+        assert lm.relative_distance(th[i], th_ref) <= 1e-9
+        assert lm.relative_distance(s[i], s_ref) <= 1e-8
+
+
+def test_batched_flow_limit_follows_the_gamma_continuation():
+    # Catches dropping the continuation: Newton from 0 at γ = e⁻²⁴ stalls and every row is redone in numpy.
+    P = lm.make_problems(20, 40, 3, 3, seed=5, trials=2)
+    g = float(np.exp(-24))
+    a = float(lm.alpha_for(0.01, g))
+    th, s, redone = lm.flow_limit_batch(P.J, P.y, a, g)
+    assert redone == 0
+    assert lm.relative_distance(th[0], lm.flow_limit(P.J[0], P.y[0], a, g)[0]) <= 1e-9

@@ -132,3 +132,11 @@ def test_figures_compute_with_one_blas_thread():
     inside = pt.one_blas_thread(lambda: [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])()
     assert inside and all(n == 1 for n in inside)
     assert pt.compute_fig4.__wrapped__ is not None  # the figures go through it
+
+
+def test_boundary_offset_counts_cells_inside_the_reference():
+    # Catches a sign flip or counting in k units instead of grid cells.
+    ks = [5, 10, 15, 20]
+    ref = {5: 20, 10: 15, 15: 5, 20: None}
+    other = {5: 10, 10: 15, 15: None, 20: 5}
+    assert pt.boundary_offset(ks, ref, other) == {5: 2, 10: 0, 15: 1, 20: -1}
