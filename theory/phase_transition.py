@@ -609,6 +609,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--solver", type=_solver, default=BATCHED,
                     help=f"{BATCHED} (JAX, certified, ECOS fallback) or a CVXPY solver such as ECOS")
     ap.add_argument("--fig4-gd", action="store_true", help="add Fig. 4's panel of real GD steps (slow)")
+    ap.add_argument("--flow-log-gamma", type=float, default=None, metavar="LOG",
+                    help="Fig. 4's flow panel at γ = e^LOG (default -32)")
     ap.add_argument("--replot", nargs="+", type=pathlib.Path, metavar="JSON",
                     help="redraw figures from their JSON records, without solving")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -664,6 +666,8 @@ def run(args: argparse.Namespace) -> int:
     for n in figs:
         spec = FIGURES[n]
         over = dict(spec.quick) if args.quick else {}
+        if n == 4 and args.flow_log_gamma is not None:
+            over["flow_gamma"] = float(np.exp(args.flow_log_gamma))
         if n == 4 and args.fig4_gd:
             over.update(gd_trials=2 if args.quick else 4, **({"gd_max_iter": 100_000} if args.quick else {}))
         t = time.perf_counter()
