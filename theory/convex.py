@@ -337,7 +337,7 @@ def _compiled():
 FIRST_POLISH, POLISH_EVERY = 7, 3
 
 
-def solve_batch(J, y, lam, btol: float = 1e-11, max_iter: int = 60, solver: str | None = DEFAULT_SOLVER,
+def solve_batch(J, y, lam, btol: float = 1e-11, max_iter: int = 30, solver: str | None = DEFAULT_SOLVER,
                 chunk: int = 128, n_ref: int = 3) -> BatchSolution:
     """Solve (26) for a batch of problems at once, in JAX float64, with a certificate each.
 
@@ -351,7 +351,9 @@ def solve_batch(J, y, lam, btol: float = 1e-11, max_iter: int = 60, solver: str 
         J: (B, N, p); y: (B, N); lam: scalar or (B,) λ > 0 (float64 numpy or jax).
         btol: certify a row when its KKT backward error is ≤ btol: (θ, s) then solves
             (26) exactly for data y' with ‖y' − y‖∞ ≤ btol·max(‖y‖∞, 1) (see :func:`_certificate`).
-        max_iter: interior-point iterations per problem before giving up on a certificate.
+        max_iter: interior-point iterations per problem before giving up on a certificate
+            (Fig. 4's grid: every certified row needs ≤ 19; a stuck row costs a padded
+            chunk per round until then, so ECOS takes it over early).
         solver: CVXPY solver for rows without a certificate (default ECOS); None
             leaves them NaN with status "uncertified".
         chunk: problems per compiled call (one compiled shape; bounds memory).
