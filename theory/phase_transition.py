@@ -149,7 +149,10 @@ def solve_convex(J, y, lams, solver: str):
     T, N, p = J.shape
     L = len(lams)
     if solver == BATCHED:
-        sol = cx.solve_batch(np.repeat(J, L, axis=0), np.repeat(y, L, axis=0), np.tile(lams, T))
+        # One λ (Fig. 4): no repeat. A fresh copy of Fig. 4's 540 MB J costs ~1.4 s of page
+        # faults on this VM (docs/notes.md), more than a tenth of the batched solve.
+        Jb, yb = (J, y) if L == 1 else (np.repeat(J, L, axis=0), np.repeat(y, L, axis=0))
+        sol = cx.solve_batch(Jb, yb, np.tile(lams, T))
         status = [sol.status[t * L:(t + 1) * L] for t in range(T)]
         counts = {"solves": T * L, "certified": int(sol.certified.sum()), "fallback": int(sol.fallback.sum())}
         return sol.theta.reshape(T, L, p), sol.s.reshape(T, L, N), sol.nu.reshape(T, L, N), status, counts
@@ -342,12 +345,20 @@ def _fig4_problems(cfg: Fig4Config, seed: int):
     """Every cell's trials, stacked: (J, y, θ★, s★) of shape (R·K·T, …), seeds, μ per cell (first trial)."""
     rs, ks = cfg.rs, cfg.ks
     seeds = np.array([[_cell_seed(seed, 4, r, k) for k in ks] for r in rs], dtype=np.int64)
-    probs = [lm.make_problems(cfg.N, cfg.p, r, k, int(seeds[i, j]), cfg.trials)
-             for i, r in enumerate(rs) for j, k in enumerate(ks)]
+    T, cells = cfg.trials, len(rs) * len(ks)
+    fields = {"J": (cfg.N, cfg.p), "y": (cfg.N,), "theta_star": (cfg.p,), "s_star": (cfg.N,)}
+    # Filled in place, cell by cell: building all cells and then concatenating touched the
+    # 540 MB J twice, and first-touch page faults cost ~1.4 s per copy here.
+    stack = {f: np.empty((cells * T,) + shape) for f, shape in fields.items()}
+    firsts = np.empty((cells, cfg.N, cfg.p))
+    for c, (r, k) in enumerate((r, k) for r in rs for k in ks):
+        P = lm.make_problems(cfg.N, cfg.p, r, k, int(seeds.flat[c]), T)
+        for f in fields:
+            stack[f][c * T:(c + 1) * T] = getattr(P, f)
+        firsts[c] = P.J[0]
     # μ only places the k²r = N/(4μ) overlay: the first trial of each cell (an SVD each) suffices
-    mus = lm.coherence(np.stack([P.J[0] for P in probs])).reshape(len(rs), len(ks))
-    stack = [np.concatenate([getattr(P, f) for P in probs]) for f in ("J", "y", "theta_star", "s_star")]
-    return stack, seeds, mus
+    mus = lm.coherence(firsts).reshape(len(rs), len(ks))
+    return [stack[f] for f in fields], seeds, mus
 
 
 def _rates(win, n_cells, trials):
