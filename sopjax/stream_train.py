@@ -161,28 +161,19 @@ def stream_step(state: train.TrainState, x, idx, y_all, cfg: Config):
 
 
 def train_epoch(state, it, y_dev, cfg: Config, spe: int, log_every: int, run, bar=None):
-    """``spe`` steps from the iterator ``it``; returns (state, epoch-mean metrics as floats)."""
-    sums = None
-    for i in range(spe):
+    """``spe`` steps from the iterator ``it``; returns (state, epoch-mean metrics as floats)
+    (:func:`sopjax.train.run_steps`)."""
+    def step(st, i):
         x, idx = next(it)
-        state, m = stream_step(state, to_global(np.asarray(x)), to_global(np.asarray(idx)), y_dev, cfg)
-        sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
-        if train.every(log_every, i, spe):
-            mean = {k: float(v) / (i + 1) for k, v in sums.items()}
-            train.check_finite({**mean, "loss (this step)": float(m["loss"])}, f"step {i + 1} of the epoch",
-                               run.last_epoch, run.path, tables=train.nonfinite_fractions(state.params))
-            if bar is not None:
-                bar.update(i + 1 - bar.n)
-                bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['acc']:.3f}")
-    return state, {f"train_{k}": float(v) / spe for k, v in sums.items()}
+        return stream_step(st, to_global(np.asarray(x)), to_global(np.asarray(idx)), y_dev, cfg)
+
+    return train.run_steps(state, spe, step, log_every, run, "", bar)
 
 
 @jax.jit
 def _predict(state: train.TrainState, x):
-    variables = {"params": state.params["net"]}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    return jnp.argmax(state.apply_fn(variables, train.normalize(state, parallel.shard_batch(x)), train=False), -1)
+    x = train.normalize(state, parallel.shard_batch(x))
+    return jnp.argmax(state.apply_fn(train.eval_variables(state), x, train=False), -1)
 
 
 def list_accuracy(state, test: stream.ImageList, size: int, workers: int = 0) -> tuple[float, int]:

@@ -217,12 +217,16 @@ def device_step(state: TrainState, idx, data, cfg: Config):
 # ---------------------------------------------------------------- evaluation
 
 
+def eval_variables(state: TrainState) -> dict:
+    """The network's variables for an eval-mode ``apply_fn`` (params, and BatchNorm's running
+    statistics when the network has them)."""
+    return {"params": state.params["net"], **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
+
+
 @jax.jit
 def _predict(state: TrainState, x_all, idx):
-    variables = {"params": state.params["net"]}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    return jax.nn.softmax(state.apply_fn(variables, normalize(state, x_all[parallel.shard_batch(idx)]), train=False))
+    x = normalize(state, x_all[parallel.shard_batch(idx)])
+    return jax.nn.softmax(state.apply_fn(eval_variables(state), x, train=False))
 
 
 def evaluate(state: TrainState, x_dev, indices: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
@@ -239,11 +243,8 @@ def evaluate(state: TrainState, x_dev, indices: np.ndarray, batch: int = EVAL_BA
 
 @jax.jit
 def _predict_features(state: TrainState, x_all, idx):
-    variables = {"params": state.params["net"]}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
     x = normalize(state, x_all[parallel.shard_batch(idx)])
-    logits, h, W, b = neural_collapse.last_layer(state.apply_fn, variables, x)
+    logits, h, W, b = neural_collapse.last_layer(state.apply_fn, eval_variables(state), x)
     return jax.nn.softmax(logits), h, W, b
 
 
@@ -384,24 +385,34 @@ def check_finite(metrics: dict, where: str, last_good: int | None, workdir, tabl
     raise TrainingDiverged(f"training diverged at {where}: {'; '.join(bad)}. {advice}.")
 
 
-def train_epoch(state: TrainState, epoch: int, data, cfg: Config, log_every: int, run, bar=None):
-    """One pass over the training set; returns (state, epoch-mean metrics as floats).
+def run_steps(state: TrainState, steps: int, step, log_every: int, run, where: str = "", bar=None):
+    """``steps`` calls of ``step(state, i) -> (state, metrics)``; returns (state, step-mean
+    metrics as floats, keys prefixed "train_"). The loop both input paths share (this
+    module's device-resident data, :mod:`sopjax.stream_train`'s loader).
 
-    The host reads metrics only every ``log_every`` steps (for the bar and the NaN check).
+    The host reads metrics only every ``log_every`` steps (for the bar and the NaN check,
+    whose message names ``where`` and the step); raises :class:`TrainingDiverged`.
     """
-    batches = pipeline.epoch_batches(state.rng, epoch, len(data[1]), cfg.batch_size)
-    steps, sums = len(batches), None
+    sums = None
     for i in range(steps):
-        state, m = device_step(state, batches[i], data, cfg)
+        state, m = step(state, i)
         sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
         if every(log_every, i, steps):
             mean = {k: float(v) / (i + 1) for k, v in sums.items()}
-            check_finite({**mean, "loss (this step)": float(m["loss"])}, f"epoch {epoch + 1}, step {i + 1}",
+            check_finite({**mean, "loss (this step)": float(m["loss"])}, f"{where}step {i + 1}",
                          run.last_epoch, run.path, tables=nonfinite_fractions(state.params))
             if bar is not None:
                 bar.update(i + 1 - bar.n)
                 bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['acc']:.3f}")
     return state, {f"train_{k}": float(v) / steps for k, v in sums.items()}
+
+
+def train_epoch(state: TrainState, epoch: int, data, cfg: Config, log_every: int, run, bar=None):
+    """One pass over the device-resident training set ``data``; returns (state, epoch-mean
+    metrics as floats). See :func:`run_steps`."""
+    batches = pipeline.epoch_batches(state.rng, epoch, len(data[1]), cfg.batch_size)
+    return run_steps(state, len(batches), lambda st, i: device_step(st, batches[i], data, cfg), log_every, run,
+                     f"epoch {epoch + 1}, ", bar)
 
 
 def _device_arrays(arrays: Arrays) -> tuple[dict, tuple]:
