@@ -29,11 +29,17 @@ import time
 
 import numpy as np
 
-from sopjax import detection, pipeline, rundir, train
-from sopjax import config as config_lib
+from sopjax import configs as config_lib
+from sopjax.data import arrays as arrays_lib
+from sopjax.evaluators import detection, predict
+from sopjax.infra import jsonio
+from sopjax.pp import augment as pipeline
+from sopjax.trainers import fit as fit_lib
+from sopjax.trainers import state as tstate
+from sopjax.trainers import step as step_lib
 
 
-def train_predict(cfg: config_lib.Config, arrays: train.Arrays, fit_rows: np.ndarray, pred_rows: np.ndarray):
+def train_predict(cfg: config_lib.Config, arrays: arrays_lib.Arrays, fit_rows: np.ndarray, pred_rows: np.ndarray):
     """Train CE on rows ``fit_rows`` for ``cfg.epochs`` (no run directory) and return eval-mode
     probabilities (len(pred_rows), K) for rows ``pred_rows``."""
     import jax
@@ -42,16 +48,16 @@ def train_predict(cfg: config_lib.Config, arrays: train.Arrays, fit_rows: np.nda
 
     x, y = arrays.x_train[fit_rows], arrays.labels.noisy[fit_rows].astype(np.int32)
     spe = len(fit_rows) // cfg.batch_size
-    state = train.create_train_state(cfg, models.make_model(cfg.arch, arrays.num_classes, cfg.width), x, len(x),
+    state = tstate.create_train_state(cfg, models.make_model(cfg.arch, arrays.num_classes, cfg.width), x, len(x),
                                      arrays.num_classes, spe)
     data = (jax.device_put(x), jax.device_put(y))
     for epoch in range(cfg.epochs):
         for idx in pipeline.epoch_batches(state.rng, epoch, len(x), cfg.batch_size):
-            state, _ = train.device_step(state, idx, data, cfg)
-    return train.evaluate(state, jax.device_put(arrays.x_train), pred_rows)
+            state, _ = step_lib.device_step(state, idx, data, step_lib.StepSpec.from_config(cfg))
+    return predict.evaluate(state, jax.device_put(arrays.x_train), pred_rows)
 
 
-def out_of_fold_probs(cfg: config_lib.Config, arrays: train.Arrays, k: int) -> np.ndarray:
+def out_of_fold_probs(cfg: config_lib.Config, arrays: arrays_lib.Arrays, k: int) -> np.ndarray:
     """(N, K) out-of-sample probabilities from k-fold CE; folds are a seeded partition."""
     N = len(arrays.x_train)
     folds = np.array_split(np.random.default_rng([cfg.seed, 13]).permutation(N), k)
@@ -63,10 +69,12 @@ def out_of_fold_probs(cfg: config_lib.Config, arrays: train.Arrays, k: int) -> n
     return probs
 
 
-def cached_oof(cfg: config_lib.Config, arrays: train.Arrays, k: int, path: pathlib.Path) -> tuple[np.ndarray, float]:
+def cached_oof(
+    cfg: config_lib.Config, arrays: arrays_lib.Arrays, k: int, path: pathlib.Path
+) -> tuple[np.ndarray, float]:
     """(out-of-fold probs, their wall time in s), from ``path`` when it holds them for the
     same labels, config and k; else computed (:func:`out_of_fold_probs`) and saved there."""
-    key = rundir.dumps({"config": dataclasses.asdict(cfg), "k": k})
+    key = jsonio.dumps({"config": dataclasses.asdict(cfg), "k": k})
     if path.is_file():
         with np.load(path) as z:
             if str(z["key"]) == key and np.array_equal(z["given_label"], arrays.labels.noisy):
@@ -100,7 +108,7 @@ def run_scores(cfg, arrays, args) -> dict:
     for m in ("sop", "ce"):
         d = pathlib.Path(args.from_compare) / m if args.from_compare else pathlib.Path(args.workdir) / m
         if not args.from_compare:
-            train.fit(dataclasses.replace(cfg, method=m), arrays, d, progress=False, log_epochs=True)
+            fit_lib.fit(dataclasses.replace(cfg, method=m), arrays, d, progress=False, log_epochs=True)
         with np.load(d / "noise_scores.npz") as z:
             if not np.array_equal(z["given_label"], arrays.labels.noisy):
                 raise ValueError(f"{d} was trained on other labels; pass the matching --preset/--seed")
@@ -153,12 +161,19 @@ def main(argv=None) -> int:
     for m, label in (("sop", "SOP ‖s‖₁ from u, v"), ("ce", "CE 1 − p(given)")):
         sc, wall = scores[m]
         auc = detection.auroc(sc, wrong)
-        rows[f"{label}, score > {cfg.detect_threshold}"] = {"auroc": auc, **flagged_stats(sc > cfg.detect_threshold, wrong),
-                                                            "wall_s": wall}
-        rows[f"{label}, top {n} (cleanlab's count)"] = {"auroc": auc, **flagged_stats(top_n(sc, n), wrong), "wall_s": wall}
+        rows[f"{label}, score > {cfg.detect_threshold}"] = {
+            "auroc": auc,
+            **flagged_stats(sc > cfg.detect_threshold, wrong),
+            "wall_s": wall,
+        }
+        rows[f"{label}, top {n} (cleanlab's count)"] = {
+            "auroc": auc,
+            **flagged_stats(top_n(sc, n), wrong),
+            "wall_s": wall,
+        }
     text = table(rows)
     print("\n" + text)
-    (out / "detection.json").write_text(rundir.dumps({"preset": args.preset, "seed": args.seed, "folds": args.folds,
+    (out / "detection.json").write_text(jsonio.dumps({"preset": args.preset, "seed": args.seed, "folds": args.folds,
                                                       "num_train": len(given), "wrong": int(wrong.sum()),
                                                       "from_compare": args.from_compare, "rows": rows,
                                                       "markdown": text}, indent=1))

@@ -23,7 +23,7 @@ import numpy as np
 
 
 def dip_seconds_per_1000(width: int, size: int, steps: int, scales: int = 5) -> dict:
-    from sopjax import dop
+    from sopjax.dop import restore as dop
 
     cfg = dop.DIPConfig(method="dop", channels=(width,) * scales)
     rng = np.random.default_rng(0)

@@ -10,26 +10,36 @@ shortcut from x), no_sg_v2 (V² not stopped in p̂), kl_reversed (KL(p_strong �
 schedule_per_step (cosine per step instead of PyTorch's per-epoch CosineAnnealingLR).
 Each revert monkeypatches one function in this process, so no source file is edited.
 """
-import sys, functools
-import jax, jax.numpy as jnp, optax, pytest
-from sopjax import models, losses, train
+import sys
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+from sopjax import models
+from sopjax.core import losses, optim
+from sopjax.models import layers, resnet
+from sopjax.trainers import state as tstate
 
 which = sys.argv[1]
 if which == "bn_momentum":      # PyTorch's 0.1 read as the weight of the OLD statistics
-    models._bn = lambda train_, dtype, name=None: models.BatchNorm(use_running_average=not train_, momentum=0.9, dtype=dtype, name=name)
+    resnet.bn = lambda train_, dtype, name=None: layers.BatchNorm(use_running_average=not train_, momentum=0.9,
+                                                                  dtype=dtype, name=name)
 elif which == "bn_biased_var":  # flax.linen.BatchNorm: biased variance in the running estimate
-    models._bn = lambda train_, dtype, name=None: __import__("flax").linen.BatchNorm(use_running_average=not train_, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
+    resnet.bn = lambda train_, dtype, name=None: __import__("flax").linen.BatchNorm(
+        use_running_average=not train_, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
 elif which == "wd_decoupled":   # decay outside the momentum trace (SGDW)
     def make_optimizer(cfg, spe):
         net = optax.chain(optax.trace(decay=cfg.momentum), optax.add_decayed_weights(cfg.weight_decay),
-                          optax.scale_by_learning_rate(train.lr_schedule(cfg, spe)))
-        return optax.partition({"net": net, "u": optax.sgd(cfg.lr_u), "v": optax.sgd(cfg.lr_v)}, train._top_level_labels)
-    train.make_optimizer = make_optimizer
+                          optax.scale_by_learning_rate(tstate.lr_schedule(cfg, spe)))
+        return optim.sop_optimizer(net, cfg.lr_u, cfg.lr_v)
+    tstate.make_optimizer = make_optimizer
 elif which == "shortcut_x":     # He et al.'s identity shortcut from x
     orig = models.make_model
     models.make_model = lambda arch, K, width=1.0, dtype=jnp.float32: (models.CifarResNet(
-        models.PreActBlock, (2, 2, 2, 2), K, width, stem_bn=True, final_bn=False, block_kwargs=(("shortcut_from", "x"),))
-        if arch == "preact_resnet18" else orig(arch, K, width, dtype))
+        models.PreActBlock, (2, 2, 2, 2), K, width, stem_bn=True, final_bn=False,
+        block_kwargs=(("shortcut_from", "x"),)) if arch == "preact_resnet18" else orig(arch, K, width, dtype))
 elif which == "no_sg_v2":       # V² not stopped in p̂
     def adjusted_prediction(logits, U2, V2, eps=losses.EPS):
         probs = jax.nn.softmax(logits.astype(jnp.float32))
@@ -39,13 +49,12 @@ elif which == "no_sg_v2":       # V² not stopped in p̂
     losses.adjusted_prediction = adjusted_prediction
 elif which == "kl_reversed":    # KL(p_strong ‖ sg(p_weak))
     def consistency_kl(w, s):
-        logp = jax.lax.stop_gradient(jax.nn.log_softmax(w)); logq = jax.nn.log_softmax(s)
+        logp, logq = jax.lax.stop_gradient(jax.nn.log_softmax(w)), jax.nn.log_softmax(s)
         return jnp.sum(jnp.exp(logq) * (logq - logp), axis=-1)
     losses.consistency_kl = consistency_kl
 elif which == "schedule_per_step":
     cosine = lambda cfg, spe: optax.cosine_decay_schedule(cfg.lr, cfg.epochs * spe, alpha=cfg.lr_min / cfg.lr)
-    orig_sched = train.lr_schedule
-    train.lr_schedule = cosine
+    tstate.lr_schedule = cosine
 elif which != "none":
     raise SystemExit(f"unknown revert {which}")
 sys.exit(pytest.main(["tests/parity", "-q", "-p", "no:warnings", "-p", "no:cacheprovider"]))

@@ -27,7 +27,7 @@ N = 4096
 def _setup(a, method_cfg=None):
     import numpy as np
 
-    from sopjax import config as config_lib
+    from sopjax import configs as config_lib
 
     cfg = dataclasses.replace(config_lib.PRESETS["quick"], arch=a.arch, width=a.width, batch_size=a.batch_size)
     rng = np.random.default_rng(0)
@@ -40,23 +40,29 @@ def time_devices(a) -> dict:
     """Runs inside the subprocess: ``a.steps`` data-parallel steps over all (forced) devices."""
     import jax
 
-    from sopjax import models, parallel, pipeline, train
+    from sopjax import models
+    from sopjax.infra import parallel
+    from sopjax.pp import augment as pipeline
+    from sopjax.trainers import state as tstate
+    from sopjax.trainers import step as step_lib
 
     cfg, x, y = _setup(a)
     # One device: no mesh, as the CLI runs it. (Under a 1-device mesh the state goes in on one
     # device's sharding and comes out on the mesh's, so the second step compiles again.)
     ctx = parallel.data_parallel() if jax.device_count() > 1 else contextlib.nullcontext()
     with ctx:
-        state = train.create_train_state(cfg, models.make_model(cfg.arch, 10, cfg.width), x, N, 10, N // cfg.batch_size)
+        state = tstate.create_train_state(
+            cfg, models.make_model(cfg.arch, 10, cfg.width), x, N, 10, N // cfg.batch_size
+        )
         state = parallel.place_state(state, N)
         data = (parallel.put_rows(x), parallel.put_rows(y))
         batches = pipeline.epoch_batches(state.rng, 0, N, cfg.batch_size)
         for i in range(2):  # warm-up: the first step compiles, the second may retrace (step 0 is a Python int)
-            state, m = train.device_step(state, batches[i], data, cfg)
+            state, m = step_lib.device_step(state, batches[i], data, step_lib.StepSpec.from_config(cfg))
         jax.block_until_ready(m)
         t = time.perf_counter()
         for i in range(2, a.steps + 2):
-            state, m = train.device_step(state, batches[i], data, cfg)
+            state, m = step_lib.device_step(state, batches[i], data, step_lib.StepSpec.from_config(cfg))
         jax.block_until_ready((state, m))
     dt = (time.perf_counter() - t) / a.steps
     return {"devices": jax.device_count(), "step_ms": 1e3 * dt, "images_per_s": cfg.batch_size / dt}
@@ -68,20 +74,24 @@ def time_seeds(a, runs: int) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from sopjax import models, multirun, train
+    from sopjax import models
+    from sopjax.trainers import multirun
+    from sopjax.trainers import state as tstate
+    from sopjax.trainers import step as step_lib
 
     cfg, x, y = _setup(a)
+    spec = step_lib.StepSpec.from_config(cfg)
     model = models.make_model(cfg.arch, 10, cfg.width)
-    states = multirun.stack([train.create_train_state(dataclasses.replace(cfg, seed=s), model, x, N, 10,
+    states = multirun.stack([tstate.create_train_state(dataclasses.replace(cfg, seed=s), model, x, N, 10,
                                                       N // cfg.batch_size) for s in range(runs)])
     xd, yd = jax.device_put(x), jnp.asarray(np.stack([y] * runs))
-    batches = multirun.epoch_batches(states, 0, N, cfg.batch_size)
+    batches = multirun.stacked_batches(states, 0, N, cfg.batch_size)
     for i in range(2):
-        states, m = multirun.multi_step(states, batches[i], xd, yd, cfg)
+        states, m = multirun.multi_step(states, batches[i], xd, yd, spec)
     jax.block_until_ready(m)
     t = time.perf_counter()
     for i in range(2, a.steps + 2):
-        states, m = multirun.multi_step(states, batches[i], xd, yd, cfg)
+        states, m = multirun.multi_step(states, batches[i], xd, yd, spec)
     jax.block_until_ready((states, m))
     dt = (time.perf_counter() - t) / a.steps
     return {"runs": runs, "step_ms": 1e3 * dt, "images_per_s": runs * cfg.batch_size / dt}
@@ -95,7 +105,7 @@ def time_stream(workers: int, batch_size: int, n: int = 1024) -> dict:
     import numpy as np
     from PIL import Image
 
-    from sopjax import stream
+    from sopjax.data import folder as stream
 
     with tempfile.TemporaryDirectory() as d:
         rng = np.random.default_rng(0)
@@ -122,7 +132,9 @@ def parse(argv=None):
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if not 1 <= a.steps <= N // a.batch_size - 2:
-        ap.error(f"--steps must lie in 1 … {N // a.batch_size - 2} (one pass over the {N} images after 2 warm-up steps)")
+        ap.error(
+            f"--steps must lie in 1 … {N // a.batch_size - 2} (one pass over the {N} images after 2 warm-up steps)"
+        )
     return a
 
 

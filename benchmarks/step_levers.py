@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax import config as config_lib
-from sopjax import pipeline, train
+from sopjax import configs as config_lib
+from sopjax.pp import augment as pipeline
+from sopjax.trainers import state as tstate
+from sopjax.trainers import step as step_lib
 
 
 def _best(fn, rounds):
@@ -79,11 +81,11 @@ def run_conv(a) -> None:
 
 def scan_runners(cfg, x, y, chunk: int) -> dict:
     """{name: (compile seconds, fn(batches) -> None)} for the three ways to run ``chunk`` steps."""
-    data = (jax.device_put(x), jax.device_put(y))
+    data, spec = (jax.device_put(x), jax.device_put(y)), step_lib.StepSpec.from_config(cfg)
     states = {}
 
     def body(s, idx):
-        s, m = train.train_step(s, train.gather_batch(s, idx, data, cfg), cfg)
+        s, m = step_lib.train_step(s, step_lib.gather_batch(s, idx, data, spec), spec)
         return s, m["loss"]
 
     @functools.partial(jax.jit, static_argnames="unroll", donate_argnums=(0,))
@@ -92,7 +94,7 @@ def scan_runners(cfg, x, y, chunk: int) -> dict:
 
     def per_step(name, batches):
         for b in batches:
-            states[name], m = train.device_step(states[name], b, data, cfg)
+            states[name], m = step_lib.device_step(states[name], b, data, step_lib.StepSpec.from_config(cfg))
         jax.block_until_ready(m)
 
     def scanned(name, batches, unroll):
@@ -102,7 +104,7 @@ def scan_runners(cfg, x, y, chunk: int) -> dict:
     out = {}
     for name, fn in (("per step", per_step), ("lax.scan", functools.partial(scanned, unroll=1)),
                      ("scan unrolled", functools.partial(scanned, unroll=True))):
-        states[name] = train.create_train_state(cfg, train.build_model(cfg, 10), x, len(x), 10, len(x) // 128)
+        states[name] = tstate.create_train_state(cfg, tstate.build_model(cfg, 10), x, len(x), 10, len(x) // 128)
         order = pipeline.epoch_batches(states[name].rng, 0, len(x), cfg.batch_size)[:chunk]
         t = time.perf_counter()
         fn(name, order)  # compiles

@@ -20,14 +20,17 @@ import time
 import jax
 import numpy as np
 
-from sopjax import config as config_lib
-from sopjax import models, pipeline, train
+from sopjax import configs as config_lib
+from sopjax import models
+from sopjax.pp import augment as pipeline
+from sopjax.trainers import state as tstate
+from sopjax.trainers import step as step_lib
 
 
 def time_method(cfg, x, y, steps, warmup):
     model = models.make_model(cfg.arch, 10, cfg.width)
-    state = train.create_train_state(cfg, model, x, len(x), 10, len(x) // cfg.batch_size)
-    step = lambda s, idx, data: train.device_step(s, idx, data, cfg)
+    state = tstate.create_train_state(cfg, model, x, len(x), 10, len(x) // cfg.batch_size)
+    step = lambda s, idx, data: step_lib.device_step(s, idx, data, step_lib.StepSpec.from_config(cfg))
     data = (jax.device_put(x), jax.device_put(y))
     batches = pipeline.epoch_batches(state.rng, 0, len(x), cfg.batch_size)
     for i in range(warmup):
@@ -52,7 +55,9 @@ def main():
     ap.add_argument("--methods", default="ce,sop,sop_plus", help="comma-separated: ce, sop, sop_plus")
     a = ap.parse_args()
     cfg = config_lib.PRESETS[a.preset]
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in (("arch", a.arch), ("width", a.width), ("batch_size", a.batch_size)) if v})
+    cfg = dataclasses.replace(
+        cfg, **{k: v for k, v in (("arch", a.arch), ("width", a.width), ("batch_size", a.batch_size)) if v}
+    )
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (50_000, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, 50_000).astype(np.int32)

@@ -31,8 +31,11 @@ import time
 import jax
 import numpy as np
 
-from sopjax import config as config_lib
-from sopjax import pipeline, train
+from sopjax import configs as config_lib
+from sopjax.data import constants
+from sopjax.pp import augment as pipeline
+from sopjax.trainers import state as tstate
+from sopjax.trainers import step as step_lib
 
 N_TRAIN, K = 50_000, 10
 DEFAULT_STEPS = {0.125: 8, 0.5: 3, 1.0: 2}
@@ -48,15 +51,17 @@ TORCH_THREADS = (1, 2)
 def jax_runner(cfg: config_lib.Config, x: np.ndarray, y: np.ndarray):
     """run(n) -> seconds for n steps of :func:`sopjax.train.device_step`, one jitted call per
     batch as ``train_epoch`` runs them, continuing from where the last call stopped."""
-    model = train.build_model(cfg, K)
-    box = {"state": train.create_train_state(cfg, model, x, len(x), K, len(x) // cfg.batch_size), "i": 0}
+    model = tstate.build_model(cfg, K)
+    box = {"state": tstate.create_train_state(cfg, model, x, len(x), K, len(x) // cfg.batch_size), "i": 0}
     data = (jax.device_put(x), jax.device_put(y))
     order = pipeline.epoch_batches(box["state"].rng, 0, len(x), cfg.batch_size)
 
     def run(n):
         t = time.perf_counter()
         for _ in range(n):
-            box["state"], m = train.device_step(box["state"], order[box["i"] % len(order)], data, cfg)
+            box["state"], m = step_lib.device_step(
+                box["state"], order[box["i"] % len(order)], data, step_lib.StepSpec.from_config(cfg)
+            )
             box["i"] += 1
         jax.block_until_ready((box["state"], m))
         return time.perf_counter() - t
@@ -79,8 +84,7 @@ def torch_runner(cfg: config_lib.Config, x: np.ndarray, y: np.ndarray, threads: 
     twin = torch_twin.Twin(net, len(x), K, cfg.lr, cfg.weight_decay, cfg.lr_u, cfg.lr_v, cfg.epochs, 0.0)
     x_all = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # uint8 NCHW
     y_all = torch.from_numpy(y.astype(np.int64))
-    mean = torch.tensor(pipeline.CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(pipeline.CIFAR_STD).view(1, 3, 1, 1)
+    mean, std = (torch.tensor(a).view(1, 3, 1, 1) for a in constants.normalization_stats("cifar10"))
     gen = torch.Generator().manual_seed(cfg.seed)
     autocast = cfg.dtype == "bfloat16"
 
@@ -117,7 +121,7 @@ def _FloatLogits(net):
 
 def _crop_flip(x, gen):
     """Random crop from a zero-padding of 4 and a horizontal flip with probability ½, per image
-    (the torch version of :func:`sopjax.pipeline.augment`). x (B, C, H, W) uint8."""
+    (the torch version of :func:`sopjax.pp.augment.augment`). x (B, C, H, W) uint8."""
     import torch
 
     B, C, H, W = x.shape

@@ -76,7 +76,11 @@ def main() -> None:
     print("\nfigure | batched s | ECOS loop s | ratio | check")
     for n, wall, ref, note in rows:
         ratio = f"{ref / wall:.1f}x" if ref else "-"
-        print(f"Fig. {n} | {wall:.1f} | {ref:.1f} | {ratio} | {note}" if ref else f"Fig. {n} | {wall:.1f} | - | - | {note}")
+        print(
+            f"Fig. {n} | {wall:.1f} | {ref:.1f} | {ratio} | {note}"
+            if ref
+            else f"Fig. {n} | {wall:.1f} | - | - | {note}"
+        )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

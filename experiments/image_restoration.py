@@ -41,7 +41,11 @@ import time
 
 import numpy as np
 
-from sopjax import cli
+from sopjax.dop import restore as dop
+from sopjax.infra import cli
+from sopjax.infra.provenance import code_version
+from theory.matrix_recovery import check_writable
+from theory.matrix_recovery import save as save_atomic
 
 IMAGES = ("camera", "astronaut", "coffee", "chelsea", "moon", "coins", "cat", "brick", "grass", "gravel", "clock",
           "immunohistochemistry")  # shipped inside scikit-image's wheel: no download
@@ -83,7 +87,8 @@ QUICK = RestorationConfig(images=("camera",), levels=(0.5,), iters=300, width=16
 
 
 def load_image(name: str, size: int) -> np.ndarray:
-    """scikit-image's ``data.<name>()``, center-cropped square, resized to size×size; (size, size, C) float32 in [0, 1]."""
+    """scikit-image's ``data.<name>()``, center-cropped square, resized to size×size;
+    (size, size, C) float32 in [0, 1]."""
     from skimage import data, transform, util
 
     img = util.img_as_float(getattr(data, name)())
@@ -100,7 +105,6 @@ def fingerprint(a: np.ndarray) -> str:
 
 def compute_restoration(cfg: RestorationConfig, seed: int, log=print) -> dict:
     """Run every case and method. Returns a JSON-able record plus ``_images`` (arrays for drawing)."""
-    from sopjax import dop
 
     cfg.validate()
     record = {"config": dataclasses.asdict(cfg), "seed": seed, "cases": [], "load_avg_start": os.getloadavg()}
@@ -121,8 +125,11 @@ def compute_restoration(cfg: RestorationConfig, seed: int, log=print) -> dict:
                                        "iter_best": r["iter_best"], "wall_s": wall,
                                        "psnr_curve": r["psnr"][cfg.record_every - 1::cfg.record_every]}
             shown[method] = r["image"]
-            log(f"{name} {level:.0%} {LABELS[method]:>11}: final {r['psnr_final']:.2f} dB, best {r['psnr_best']:.2f} dB "
-                f"at step {r['iter_best']}, {wall:.1f} s")
+            log(
+                f"{name} {level:.0%} {LABELS[method]:>11}: final {r['psnr_final']:.2f} dB, "
+                f"best {r['psnr_best']:.2f} dB "
+                f"at step {r['iter_best']}, {wall:.1f} s"
+            )
         m = case["methods"]
         case["dop_minus_l2_final_db"] = m["dop"]["psnr_final"] - m["l2"]["psnr_final"]
         case["dop_best_minus_final_db"] = m["dop"]["psnr_best"] - m["dop"]["psnr_final"]
@@ -148,7 +155,9 @@ def plot_restoration(rec: dict):
         for method in METHODS:
             row[0].plot(rec["steps"], case["methods"][method]["psnr_curve"], label=LABELS[method])
         row[0].axhline(case["psnr_noisy"], color="gray", ls=":", label="noisy input")
-        row[0].set(xlabel="iteration", ylabel="PSNR (dB)", title=f"{case['image']}, {case['level']:.0%} salt-and-pepper")
+        row[0].set(
+            xlabel="iteration", ylabel="PSNR (dB)", title=f"{case['image']}, {case['level']:.0%} salt-and-pepper"
+        )
         row[0].legend(fontsize=8)
         for ax, key in zip(row[1:], ("clean", "noisy", "l2", "l1", "dop")):
             im = np.clip(shown[key], 0, 1)
@@ -163,8 +172,6 @@ def plot_restoration(rec: dict):
 
 
 def save(out: pathlib.Path, stem: str, fig, record: dict) -> None:
-    from sopjax.provenance import code_version
-    from theory.matrix_recovery import save as save_atomic
 
     record = {k: v for k, v in record.items() if not k.startswith("_")}
     record["code_version"] = code_version()
@@ -181,8 +188,13 @@ def main(argv=None) -> int:
     for name in ("size", "iters", "width", "scales"):
         ap.add_argument(f"--{name}", type=int, default=None)
     ap.add_argument("--alpha", type=float, default=None, help="learning-rate ratio for g, h (slides: 500)")
-    ap.add_argument("--out", type=pathlib.Path, default=None,
-                    help="output folder (default: a new runs/image_restoration-<time>/; `--out figures` regenerates the committed files)")
+    ap.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        help="output folder (default: a new runs/image_restoration-<time>/; `--out figures` regenerates the "
+        "committed files)",
+    )
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     try:
         args = ap.parse_args(argv)
@@ -196,8 +208,10 @@ def run(args) -> int:
     changes = {k: getattr(args, k) for k in ("images", "levels", "size", "iters", "width", "scales", "alpha")
                if getattr(args, k) is not None}
     cfg = dataclasses.replace(cfg, **changes).validate()
-    out = args.out or pathlib.Path("runs") / f"image_restoration-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S%f}"
-    from theory.matrix_recovery import check_writable
+    out = (
+        args.out
+        or pathlib.Path("runs") / f"image_restoration-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S%f}"
+    )
 
     check_writable(out)
     print(f"config: {cfg}; seed {args.seed}; output {out}; load avg {os.getloadavg()}")

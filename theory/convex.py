@@ -13,7 +13,12 @@ import dataclasses
 import functools
 
 import cvxpy as cp
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.scipy.linalg import cho_solve
+
+from theory.linear_model import x64
 
 DEFAULT_SOLVER = "ECOS"
 OK_STATUSES = ("optimal",)
@@ -184,7 +189,6 @@ class BatchSolution:
 
 
 def _x64():
-    from theory.linear_model import x64
 
     return x64()
 
@@ -200,7 +204,6 @@ def _certificate(K, y, lam, nu):
     for y itself, from the duality gap gap = Σᵢ |sᵢ|(λ − sign(sᵢ)νᵢ) (non-negative
     terms; but a gap at rounding level still gives a bound of only ~1e-7).
     """
-    import jax.numpy as jnp
 
     s = y - K @ nu
     on = jnp.abs(nu) >= lam
@@ -224,9 +227,6 @@ def _polish(K, y, lam, nu, a, b, n_ref):
     own factor. Returns the best iterate by :func:`_certificate` (clipped into the
     box), its backward error and forward bound.
     """
-    import jax
-    import jax.numpy as jnp
-    from jax.scipy.linalg import cho_solve
 
     z = jnp.where(b > lam - nu, lam, jnp.where(a > nu + lam, -lam, 0.0))
     m = (z == 0).astype(nu.dtype)
@@ -252,7 +252,6 @@ def _ipm_direction(chol, r_d, l, u, a, b, rc_l, rc_u):
     H Δν = −r_d + rc_l/l − rc_u/u with H = K + diag(a/l + b/u) positive definite;
     ``chol`` is H's Cholesky factor, shared by the predictor and the corrector.
     """
-    from jax.scipy.linalg import cho_solve
 
     dnu = cho_solve((chol, True), -r_d + rc_l / l - rc_u / u)
     return dnu, (rc_l - a * dnu) / l, (rc_u + b * dnu) / u
@@ -260,14 +259,12 @@ def _ipm_direction(chol, r_d, l, u, a, b, rc_l, rc_u):
 
 def _max_step(x, dx):
     """Largest α ≤ 1 with x + α·dx ≥ 0 (x > 0)."""
-    import jax.numpy as jnp
 
     return jnp.minimum(1.0, jnp.min(jnp.where(dx < 0, -x / jnp.where(dx < 0, dx, -1.0), jnp.inf)))
 
 
 def _ipm_factor(K, lam, nu, a, b):
     """Cholesky factor of the interior point's Newton matrix K + diag(a/l + b/u)."""
-    import jax.numpy as jnp
 
     return jnp.linalg.cholesky(K + jnp.diag(a / (nu + lam) + b / (lam - nu)))
 
@@ -278,7 +275,6 @@ def _ipm_step(K, y, lam, nu, a, b, chol):
     Slacks l = ν + λ, u = λ − ν, multipliers a, b ≥ 0 (a: lower bound, b: upper):
     Kν − y − a + b = 0, a⊙l = b⊙u = μ → 0; ``chol`` factors K + diag(a/l + b/u).
     """
-    import jax.numpy as jnp
 
     N = y.shape[0]
     l, u = nu + lam, lam - nu
@@ -305,8 +301,6 @@ def _advance(K, y, lam, nu, a, b, n_steps):
     second Cholesky in the same XLA program, or two beside each other, deadlocked
     XLA's CPU runtime here.
     """
-    import jax
-    import jax.numpy as jnp
 
     factor, step = jax.vmap(_ipm_factor), jax.vmap(_ipm_step)
 
@@ -324,7 +318,6 @@ _dual_cache: dict = {}
 def _compiled():
     """The jitted kernels: Gram matrices JJᵀ and :func:`_advance` (one compile per shape)."""
     if not _dual_cache:
-        import jax
 
         _dual_cache["gram"] = jax.jit(lambda J: J @ J.transpose(0, 2, 1))
         _dual_cache["advance"] = jax.jit(_advance)
@@ -392,7 +385,6 @@ def _run_dual(J, y, lam, btol, max_iter, chunk, n_ref):
     concurrent calls of this program (Cholesky custom calls inside a loop)
     deadlocked XLA's CPU runtime here.
     """
-    import jax.numpy as jnp
 
     gram, advance, polish = _compiled()
     B, N = y.shape

@@ -33,17 +33,19 @@ import dataclasses
 import datetime
 import functools
 import json
+import os
 import pathlib
 import sys
 import time
 
+import cvxpy as cp
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax import cli
-from sopjax.overparam import sparse_term
-from sopjax.provenance import code_version
+from sopjax.core.overparam import sparse_term
+from sopjax.infra import cli
+from sopjax.infra.provenance import code_version
 from theory.linear_model import x64
 
 # --------------------------------------------------------------------------- data
@@ -213,7 +215,6 @@ class ConvexRPCA:
     """
 
     def __init__(self, n: int, solver: str = "CLARABEL"):
-        import cvxpy as cp
 
         solver = solver.upper()
         if solver not in cp.installed_solvers():
@@ -340,8 +341,11 @@ def compute_phase(cfg: PhaseConfig, seed: int, solver: str = "SCS") -> dict:
     timings["convex_total"], t = time.perf_counter() - t, time.perf_counter()
     ialm = np.stack([ialm_rpca(p.Y, lam)[0] for p in probs])
     timings["ialm_total"] = time.perf_counter() - t
-    errs = {"dop": relative_error(X, L), "convex": np.array([relative_error(c[0], p.L_star) for c, p in zip(cvx, probs)]),
-            "ialm": relative_error(ialm, L)}
+    errs = {
+        "dop": relative_error(X, L),
+        "convex": np.array([relative_error(c[0], p.L_star) for c, p in zip(cvx, probs)]),
+        "ialm": relative_error(ialm, L),
+    }
     rates, shape = {}, (len(cfg.ranks), len(cfg.rhos), cfg.trials)
     for name, e in errs.items():
         e = e.reshape(shape)
@@ -421,7 +425,6 @@ def json_default(o):
 
 def save(out: pathlib.Path, stem: str, fig, record: dict) -> None:
     """Write ``stem.png`` and ``stem.json`` atomically (temp file, then rename); say when replacing."""
-    import os
 
     out.mkdir(parents=True, exist_ok=True)
     record = {**record, "code_version": code_version()}
@@ -457,8 +460,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="n = 20, small grid (~1–2 min)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, default=None, help="matrix size (default 40, quick 20)")
-    ap.add_argument("--out", type=pathlib.Path, default=None,
-                    help="output folder (default: a new runs/matrix_recovery-<time>/; `--out figures` regenerates the committed ones)")
+    ap.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        help="output folder (default: a new runs/matrix_recovery-<time>/; `--out figures` regenerates the "
+        "committed ones)",
+    )
     ap.add_argument("--solver", default="SCS", help="CVXPY solver for convex RPCA (SCS, CLARABEL)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
@@ -496,13 +504,18 @@ def _report(rec: dict) -> None:
     if rec["figure"] == "dop_matrix_curves":
         for a, e in zip(rec["sweep_alphas"], rec["sweep_dop_final"]):
             print(f"  α = {a:7.3f}: DOP {e:.2e}")
-        print(f"  final errors by curve α {np.round(rec['alphas'], 3).tolist()}: "
-              f"{[f'{c[-1]:.2e}' for c in np.asarray(rec['rel_error'])]}; ℓ2 GD without s: {rec['rel_error_l2_no_s'][-1]:.2e}")
+        print(
+            f"  final errors by curve α {np.round(rec['alphas'], 3).tolist()}: "
+            f"{[f'{c[-1]:.2e}' for c in np.asarray(rec['rel_error'])]}; "
+            f"ℓ2 GD without s: {rec['rel_error_l2_no_s'][-1]:.2e}"
+        )
         print(f"  convex (λ = 1/α): {[f'{e:.1e}' for e in rec['sweep_convex']]}")
     else:
         for k, v in rec["success_rate"].items():
             print(f"  {k}: mean success {np.nanmean(v):.2f}")
-    print("  timings: " + ", ".join(f"{k}={v:.1f}s" for k, v in rec["timings_s"].items()) + f"; wall {rec['wall_s']:.1f}s")
+    print(
+        "  timings: " + ", ".join(f"{k}={v:.1f}s" for k, v in rec["timings_s"].items()) + f"; wall {rec['wall_s']:.1f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import pathlib
@@ -36,8 +37,9 @@ import time
 from typing import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from sopjax.provenance import code_version
+from sopjax.infra.provenance import code_version
 from theory import convex as cx
 from theory import linear_model as lm
 
@@ -110,7 +112,7 @@ class Fig4Config:
     gd_max_iter: int = 4_000_000
 
 
-# ------------------------------------------------------------------ helpers
+# ------------------------------------------------------------------ building blocks
 
 
 def one_blas_thread(compute: Callable) -> Callable:
@@ -121,11 +123,9 @@ def one_blas_thread(compute: Callable) -> Callable:
     problem set-up took 28.9 s with its default threads and 2.0 s with one, at
     load ~5 on the 2-core machine.
     """
-    import functools
 
     @functools.wraps(compute)
     def wrapped(*args, **kwargs):
-        from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, user_api="blas"):
             return compute(*args, **kwargs)
@@ -473,8 +473,13 @@ def plot_fig4(rec: dict):
                                             f"α={float(lm.alpha_for(cfg['lam'], fg)):.0f}, "
                                             f"{min(cfg['flow_trials'], cfg['trials'])} trials"))
     if "gd_success_rate" in rec:
-        panels.append(("gd_success_rate", f"GD (16), α={rec['alpha']:.0f}, γ=e^{np.log(cfg['gamma']):.0f}, "
-                                          f"{min(cfg['gd_trials'], cfg['trials'])} trials, ≤{cfg['gd_max_iter']} steps"))
+        panels.append(
+            (
+                "gd_success_rate",
+                f"GD (16), α={rec['alpha']:.0f}, γ=e^{np.log(cfg['gamma']):.0f}, "
+                f"{min(cfg['gd_trials'], cfg['trials'])} trials, ≤{cfg['gd_max_iter']} steps",
+            )
+        )
     cols = 2 if len(panels) <= 4 else 3
     nrows = -(-len(panels) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.6 * cols, 4.8 * nrows), constrained_layout=True, squeeze=False)
@@ -506,8 +511,10 @@ def report_fig4(rec: dict) -> None:
               f"Newton step > 1e-8 (largest {fi['max_last_rel_step']:.1e}); "
               f"{fi['trials_deciding_unlike_convex']} trials decide unlike (26)")
     c = rec["solver_counts"]
-    print(f"Fig. 4: {c['solves']} convex solves, {c['certified']} certified, {c['fallback']} by fallback; "
-          f"k²r < N/(4μ) (mean μ = {rec['mu_mean']:.2f}) only for k²r < {rec['config']['N'] / (4 * rec['mu_mean']):.1f}")
+    print(
+        f"Fig. 4: {c['solves']} convex solves, {c['certified']} certified, {c['fallback']} by fallback; "
+        f"k²r < N/(4μ) (mean μ = {rec['mu_mean']:.2f}) only for k²r < {rec['config']['N'] / (4 * rec['mu_mean']):.1f}"
+    )
 
 
 # ----------------------------------------------------------------- registry

@@ -27,12 +27,15 @@ import torch
 from flax.traverse_util import flatten_dict
 
 from benchmarks import torch_twin
-from sopjax import config, models, train
+from sopjax import configs as config_lib
+from sopjax import models
+from sopjax.trainers import state as tstate
+from sopjax.trainers import step as step_lib
 
 K, N, B, HW, STEPS, EPOCHS = 10, 32, 8, 8, 20, 5   # 4 steps per epoch
 WIDTH = 0.0625                                      # channels 4-8-16-32
 # lr and wd large enough that a decoupled decay or a wrong schedule moves the weights by ≫ 1e-3
-CFG = config.Config(dataset="cifar10", label_set="clean", arch="preact_resnet18", width=WIDTH, epochs=EPOCHS,
+CFG = config_lib.Config(dataset="cifar10", label_set="clean", arch="preact_resnet18", width=WIDTH, epochs=EPOCHS,
                     batch_size=B, lr=0.01, momentum=0.9, weight_decay=0.05, schedule="cosine_epoch", lr_min=0.001,
                     lr_u=10.0, lr_v=10.0, init_std=1e-3, augment=False, lambda_c=0.9, lambda_b=0.1, seed=3)
 
@@ -63,7 +66,7 @@ def _run_both(method):
     cfg = dataclasses.replace(CFG, method=method)
     model = models.make_model(cfg.arch, K, cfg.width)
     with jax.threefry_partitionable(False):  # ~2× faster init compile; any initial weights will do
-        state = train.create_train_state(cfg, model, np.zeros((1, HW, HW, 3), np.float32), N, K, N // B)
+        state = tstate.create_train_state(cfg, model, np.zeros((1, HW, HW, 3), np.float32), N, K, N // B)
     torch.manual_seed(0)
     net = torch_twin.PreActResNet18(K, WIDTH)
     torch_twin.load_flax(net, state.params["net"], state.batch_stats)
@@ -76,7 +79,9 @@ def _run_both(method):
     for t, b in enumerate(_batches()):
         batch = {k: jnp.asarray(v) for k, v in b.items() if method == "sop_plus" or k != "x_strong"}
         if step is None:
-            lowered = jax.jit(train.train_step, static_argnames="cfg").lower(state, batch, cfg=cfg)
+            lowered = jax.jit(step_lib.train_step, static_argnames="spec").lower(
+                state, batch, spec=step_lib.StepSpec.from_config(cfg)
+            )
             step = lowered.compile(compiler_options=FAST_COMPILE)
         state, m = step(state, batch)
         jax_losses.append(float(m["loss"]))

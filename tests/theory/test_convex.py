@@ -95,8 +95,9 @@ def test_certificate_fails_on_a_wrong_answer_and_ecos_takes_over(random_batch):
     bare = cx.solve_batch(J[:3], y[:3], lams[:3], max_iter=1, solver=None)
     assert np.isnan(bare.theta).all() and bare.status == ["uncertified"] * 3
     # the certificate itself: exact for the solution, large once ν moves off it
-    from theory.linear_model import x64
     import jax.numpy as jnp
+
+    from theory.linear_model import x64
     K = J[0] @ J[0].T
     with x64():
         good = cx._certificate(jnp.asarray(K), jnp.asarray(y[0]), lams[0], jnp.asarray(ref.nu[0]))[0]

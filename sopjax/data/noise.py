@@ -1,0 +1,128 @@
+"""Noisy training-label sets: synthetic (sym, symflip, asym) and human (CIFAR-N).
+
+Every label set is a :class:`LabelSet`: the noisy labels, the clean labels kept
+alongside for measurement only, and the realized noise rate. Synthetic sets are
+a pure function of (clean labels, rate, seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sopjax.core import rng as streams
+from sopjax.data.cifar_n import CIFAR10N, CIFAR100N, read_labels
+
+SYNTHETIC = ("clean", "sym", "symflip", "asym")
+LABEL_SETS = SYNTHETIC + tuple(CIFAR10N) + tuple(CIFAR100N)
+# Patrini et al. 2017, as in paper App. A.2: truck→automobile, bird→airplane, deer→horse, cat↔dog.
+CIFAR10_ASYM = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSet:
+    """noisy (N,) int32, clean (N,) int32, ``is_wrong`` = noisy ≠ clean, the set's name and seed."""
+
+    name: str
+    noisy: np.ndarray
+    clean: np.ndarray
+    seed: int
+
+    @property
+    def is_wrong(self) -> np.ndarray:
+        return self.noisy != self.clean
+
+    @property
+    def realized_rate(self) -> float:
+        return float(np.mean(self.is_wrong))
+
+
+def check_rate(rate: float) -> float:
+    """The one check of a synthetic noise rate; raises ValueError unless it lies in [0, 1]."""
+    if not (isinstance(rate, (int, float)) and 0.0 <= rate <= 1.0):
+        raise ValueError(f"noise rate must lie in [0, 1], got {rate!r}; pass e.g. --noise-rate 0.4")
+    return float(rate)
+
+
+def symmetric(clean: np.ndarray, rate: float, num_classes: int, seed: int) -> np.ndarray:
+    """The reference code's symmetric noise: ``round(rate·N)`` random samples each get a
+    class drawn uniformly from all K classes, which may be the true one, so the
+    realized flip rate is about ``rate·(K−1)/K``. Returns (N,) int32."""
+    rng = np.random.default_rng(seed)
+    noisy = clean.astype(np.int32).copy()
+    idx = rng.choice(len(clean), size=int(round(rate * len(clean))), replace=False)
+    noisy[idx] = rng.integers(0, num_classes, size=len(idx))
+    return noisy
+
+
+def symmetric_flip(clean: np.ndarray, rate: float, num_classes: int, seed: int) -> np.ndarray:
+    """Table 1 caption's symmetric noise: ``round(rate·N)`` samples flipped uniformly to
+    another class (never the true one); realized rate = rate. Returns (N,) int32."""
+    rng = np.random.default_rng(seed)
+    noisy = clean.astype(np.int32).copy()
+    idx = rng.choice(len(clean), size=int(round(rate * len(clean))), replace=False)
+    noisy[idx] = (clean[idx] + rng.integers(1, num_classes, size=len(idx))) % num_classes
+    return noisy
+
+
+def asymmetric_cifar10(clean: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """CIFAR-10 asymmetric noise (App. A.2): exactly ``round(rate·n_c)`` samples of each
+    source class c ∈ {truck, bird, deer, cat, dog} flip by :data:`CIFAR10_ASYM`."""
+    rng = np.random.default_rng(seed)
+    noisy = clean.astype(np.int32).copy()
+    for src, dst in CIFAR10_ASYM.items():
+        members = np.flatnonzero(clean == src)
+        pick = rng.choice(members, size=int(round(rate * len(members))), replace=False)
+        noisy[pick] = dst
+    return noisy
+
+
+def asymmetric_cifar100(clean: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """CIFAR-100 asymmetric noise as the SOP authors define it (``CIFAR100_train.asymmetric_noise``
+    and ``build_for_cifar100`` in ``data_loader/cifar100.py`` of github.com/shengliu66/SOP):
+    inside each block of 5 consecutive class indices (20 blocks) two random classes a ≠ b are
+    paired, and each sample of a (of b) flips to b (to a) with probability ``rate``,
+    independently; the other three classes keep their labels. The realized rate is thus
+    about 0.4·rate. Seeded here (the authors' class pairs are unseeded).
+    clean (N,) int in 0..99 → (N,) int32."""
+    rng = np.random.default_rng([seed, streams.CIFAR100_ASYM])
+    noisy = clean.astype(np.int32).copy()
+    for block in range(20):
+        a, b = 5 * block + rng.choice(5, size=2, replace=False)
+        for src, dst in ((a, b), (b, a)):
+            members = np.flatnonzero(clean == src)
+            noisy[members[rng.random(len(members)) < rate]] = dst
+    return noisy
+
+
+def make_label_set(name: str, clean: np.ndarray, num_classes: int, rate: float = 0.0, seed: int = 0,
+                   data_dir=None) -> LabelSet:
+    """Build label set ``name`` for the training labels ``clean`` (N,).
+
+    Names: ``clean``; ``sym`` (reference code); ``symflip`` (Table 1 caption);
+    ``asym`` (CIFAR-10 pairs; CIFAR-100: the authors' in-block swaps); CIFAR-10N ``aggre``,
+    ``rand1``–``rand3``, ``worst``; CIFAR-100N ``noisy100``. ``rate`` is used by the synthetic sets only.
+
+    Raises ValueError for an unknown name, a rate outside [0, 1], or a label set
+    that does not fit the dataset; DataError if a CIFAR-N file is missing or its
+    clean labels disagree with the images' labels (wrong order or wrong file).
+    """
+    clean = np.asarray(clean, dtype=np.int32)
+    if name not in LABEL_SETS:
+        raise ValueError(f"unknown label set {name!r}; choose one of {', '.join(LABEL_SETS)}")
+    if name in ("sym", "symflip", "asym"):
+        check_rate(rate)
+    if name == "clean":
+        return LabelSet(name, clean.copy(), clean, seed)
+    if name == "sym":
+        return LabelSet(name, symmetric(clean, rate, num_classes, seed), clean, seed)
+    if name == "symflip":
+        return LabelSet(name, symmetric_flip(clean, rate, num_classes, seed), clean, seed)
+    if name == "asym":
+        if num_classes == 100:
+            return LabelSet(name, asymmetric_cifar100(clean, rate, seed), clean, seed)
+        if num_classes != 10:
+            raise ValueError(f"asym is defined for CIFAR-10 and CIFAR-100 only, not {num_classes} classes")
+        return LabelSet(name, asymmetric_cifar10(clean, rate, seed), clean, seed)
+    return LabelSet(name, read_labels(name, clean, num_classes, data_dir), clean, seed)

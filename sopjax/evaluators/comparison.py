@@ -1,0 +1,154 @@
+"""CE vs. SOP on the same labels, seed and data order: the record, the table and the claims.
+
+:func:`sopjax.trainers.compare.run_comparison` trains each method into ``<workdir>/<method>/``
+and writes, from this module, into ``<workdir>``:
+
+- ``comparison.json``: per method the summary and the per-epoch history, the table rows
+  and the four claims a CE-vs-SOP run is meant to show (strict JSON);
+- ``comparison.md``: the table as Markdown (the same text is printed);
+- ``fig1.png``: paper Fig. 1 side by side: per epoch, train accuracy against the given
+  labels, on the wrong labels (memorization), against the clean labels, and test accuracy,
+  with the per-epoch wrong-label detection AUROCs dashed;
+- ``neural_collapse.png``: NC1–NC4 per epoch against the given and the true labels
+  (when the histories hold them, see :func:`sopjax.evaluators.epoch.epoch_record`).
+
+Compute is apart from drawing: :func:`comparison_record` builds the JSON-able record,
+:func:`sopjax.evaluators.plots.plot_fig1` / :func:`~sopjax.evaluators.plots.plot_nc` draw it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from sopjax.configs import Config
+from sopjax.evaluators.plots import plot_fig1, plot_nc
+from sopjax.infra.jsonio import dumps
+
+# The claims a CE-vs-SOP run is meant to show: thresholds are fractions.
+CE_MEMORIZES_AT_LEAST = 0.50
+SOP_MEMORIZES_AT_MOST_OF_CE = 0.50
+SOP_TEST_GAIN_AT_LEAST = 0.03
+SOP_AUROC_AT_LEAST = 0.90
+DEFAULT_METHODS = ("ce", "sop")
+
+
+def checks(summaries: dict) -> list[dict]:
+    """The four claims of a CE-vs-SOP run, each {"claim", "value", "target", "holds"}.
+
+    summaries: {"ce": summary, "sop": summary} as returned by :func:`sopjax.trainers.fit.fit`
+    (keys used: memorized_wrong_last, test_acc_last, detection[...]["auroc"]).
+    Raises KeyError if either method is missing.
+    """
+    ce, sop = summaries["ce"], summaries["sop"]
+    ce_mem, sop_mem = ce["memorized_wrong_last"], sop["memorized_wrong_last"]
+    gain = sop["test_acc_last"] - ce["test_acc_last"]
+    auc_sop, auc_ce = sop["detection"]["sop_uv"]["auroc"], ce["detection"]["model_1mp"]["auroc"]
+    return [
+        {
+            "claim": "CE memorizes ≥ 50% of the wrong labels",
+            "value": ce_mem,
+            "target": CE_MEMORIZES_AT_LEAST,
+            "holds": ce_mem >= CE_MEMORIZES_AT_LEAST,
+        },
+        {
+            "claim": "SOP memorizes ≤ half of CE's share",
+            "value": sop_mem,
+            "target": SOP_MEMORIZES_AT_MOST_OF_CE * ce_mem,
+            "holds": sop_mem <= SOP_MEMORIZES_AT_MOST_OF_CE * ce_mem,
+        },
+        {
+            "claim": "SOP's last-epoch test acc ≥ CE's + 3 points",
+            "value": gain,
+            "target": SOP_TEST_GAIN_AT_LEAST,
+            "holds": gain >= SOP_TEST_GAIN_AT_LEAST - 1e-12,
+        },
+        {
+            "claim": "SOP's u/v AUROC ≥ 0.90 and ≥ CE's 1 − p AUROC",
+            "value": auc_sop,
+            "target": max(SOP_AUROC_AT_LEAST, auc_ce),
+            "holds": auc_sop >= max(SOP_AUROC_AT_LEAST, auc_ce),
+        },
+    ]
+
+
+def _num(v, spec: str) -> str:
+    """A number, or "n/a" for None/NaN (e.g. the precision of an empty flagged set)."""
+    return "n/a" if v is None or not np.isfinite(v) else format(v, spec)
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.2f}%"
+
+
+def _auc(s: dict, name: str) -> str:
+    d = s["detection"].get(name)
+    return "—" if d is None else _num(d["auroc"], ".3f")
+
+
+def _pr(s: dict, name: str) -> str:
+    d = s["detection"].get(name)
+    return "—" if d is None else f"{_num(d['precision'], '.3f')} / {_num(d['recall'], '.3f')}"
+
+
+def table_rows(summaries: dict) -> list[tuple]:
+    """(row name, value per method …) for the comparison table, methods in ``summaries`` order."""
+    ms = list(summaries.values())
+    thr = ms[0]["detection"]["model_1mp"]["threshold"]
+    rows = [
+        ("test accuracy, last epoch", *[_pct(s["test_acc_last"]) for s in ms]),
+        (
+            "test accuracy, best (epoch; chosen on test)",
+            *[f"{_pct(s['test_acc_best'])} ({s['test_acc_best_epoch']})" for s in ms],
+        ),
+        ("wrong labels memorized (last epoch)", *[_pct(s["memorized_wrong_last"]) for s in ms]),
+        ("train acc vs clean labels (last epoch)", *[_pct(s["fit_clean_acc_last"]) for s in ms]),
+        ("detection AUROC, SOP ‖s‖₁ from u, v", *[_auc(s, "sop_uv") for s in ms]),
+        ("detection AUROC, 1 − p(given label)", *[_auc(s, "model_1mp") for s in ms]),
+        (f"precision / recall at {thr}, SOP ‖s‖₁", *[_pr(s, "sop_uv") for s in ms]),
+        (f"precision / recall at {thr}, 1 − p", *[_pr(s, "model_1mp") for s in ms]),
+        ("training throughput (img/s)", *[_num(s["mean_images_per_s"], ".0f") for s in ms]),
+        ("train + eval wall time (s)", *[_num(s["train_wall_s"], ".0f") for s in ms]),
+    ]
+    return rows
+
+
+def markdown(methods: list[str], rows: list[tuple], claims: list[dict] | None) -> str:
+    """The table (and the checks, when both CE and SOP ran) as Markdown text."""
+    lines = ["| | " + " | ".join(m.upper() for m in methods) + " |", "| --- |" + " --- |" * len(methods)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    if claims:
+        lines += ["", "| claim | value | target | holds |", "| --- | --- | --- | --- |"]
+        lines += [f"| {c['claim']} | {c['value']:.4f} | {c['target']:.4f} | {'yes' if c['holds'] else 'NO'} |"
+                  for c in claims]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_record(cfg: Config, summaries: dict, histories: dict, extra: dict | None = None) -> dict:
+    """The JSON-able record of a comparison: config, per-method summary and history, table, checks."""
+    methods = list(summaries)
+    claims = checks(summaries) if {"ce", "sop"} <= set(methods) else None
+    rows = table_rows(summaries)
+    return {"config": dataclasses.asdict(cfg), "methods": methods, "summaries": summaries, "histories": histories,
+            "rows": [list(r) for r in rows], "checks": claims, "markdown": markdown(methods, rows, claims),
+            **(extra or {})}
+
+
+def read_history(run_path) -> list[dict]:
+    """The per-epoch records of a finished run (its ``metrics.jsonl``)."""
+    path = pathlib.Path(run_path) / "metrics.jsonl"
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def write_outputs(record: dict, workdir) -> None:
+    """comparison.json, comparison.md, fig1.png and (if NC was measured) neural_collapse.png."""
+    workdir = pathlib.Path(workdir)
+    (workdir / "comparison.json").write_text(dumps(record, indent=1))
+    (workdir / "comparison.md").write_text(record["markdown"])
+    plot_fig1(record).savefig(workdir / "fig1.png", dpi=110)
+    nc_fig = plot_nc(record)
+    if nc_fig is not None:
+        nc_fig.savefig(workdir / "neural_collapse.png", dpi=100)

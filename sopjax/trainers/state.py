@@ -1,0 +1,66 @@
+"""A run's model, optimizer, learning-rate schedules and initial state, built from its Config."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sopjax import models
+from sopjax.configs import Config
+from sopjax.core import methods
+from sopjax.core.optim import sop_optimizer, table_lr
+from sopjax.core.state import TrainState
+from sopjax.core.tables import init_tables
+from sopjax.data import constants
+from sopjax.pp.augment import preprocess
+
+
+def lr_schedule(cfg: Config, steps_per_epoch: int) -> optax.Schedule:
+    """The network's learning rate per *step*: cosine from ``lr`` to ``lr_min`` over all steps;
+    ``cosine_epoch``, PyTorch's ``CosineAnnealingLR(T_max=epochs, eta_min=lr_min)`` stepped once
+    per epoch (the authors' trainer); or ×0.1 at each epoch in ``milestones`` (``multistep``)."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(cfg.lr, decay_steps=max(total, 1), alpha=cfg.lr_min / cfg.lr)
+    if cfg.schedule == "cosine_epoch":
+        def per_epoch(step):
+            e = jnp.minimum(step // steps_per_epoch, cfg.epochs)
+            return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1.0 + jnp.cos(jnp.pi * e / cfg.epochs))
+        return per_epoch
+    return optax.piecewise_constant_schedule(cfg.lr, {int(m) * steps_per_epoch: 0.1 for m in cfg.milestones})
+
+
+def make_optimizer(cfg: Config, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The run's one optimizer (the authors' ``train.py``): the network gets SGD with momentum
+    and the scheduled lr, weight decay added to the gradient (PyTorch's coupled
+    ``SGD(weight_decay=…)``); u, v get plain SGD at ``lr_u``/``lr_v``, held at 0 for
+    ``uv_warmup_epochs`` (rounded to whole steps) (:func:`sopjax.core.optim.sop_optimizer`)."""
+    warmup = int(round(cfg.uv_warmup_epochs * steps_per_epoch))
+    net = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                      optax.sgd(lr_schedule(cfg, steps_per_epoch), momentum=cfg.momentum))
+    return sop_optimizer(net, table_lr(cfg.lr_u, warmup), table_lr(cfg.lr_v, warmup))
+
+
+def build_model(cfg: Config, num_classes: int):
+    """The network of ``cfg``: ``cfg.arch`` at ``cfg.width``, computing in ``cfg.dtype``
+    (convolutions and matmuls; params stay float32, logits are returned as float32)."""
+    return models.make_model(cfg.arch, num_classes, cfg.width, dtype=jnp.dtype(cfg.dtype))
+
+
+def create_train_state(cfg: Config, model, example_x, num_train: int, num_classes: int,
+                       steps_per_epoch: int) -> TrainState:
+    """Initialise from ``cfg.seed``: the network, and for a method with tables ``u`` (N, 1),
+    ``v`` (N, K) float32 from N(0, init_std²) (:func:`sopjax.core.tables.init_tables`).
+
+    example_x: at least one training input (uint8 image or float feature row).
+    """
+    k_init, k_tables, k_run = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
+    mean, std = constants.normalization_stats(cfg.dataset)
+    norm = {"mean": jnp.asarray(mean), "std": jnp.asarray(std)}
+    variables = model.init(k_init, preprocess(jnp.asarray(example_x[:1]), mean, std), train=False)
+    params = {"net": variables["params"]}
+    if methods.get(cfg.method).tables:
+        params.update(init_tables(k_tables, num_train, num_classes, cfg.init_std))
+    return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(cfg, steps_per_epoch),
+                             batch_stats=variables.get("batch_stats", {}), rng=k_run, norm=norm)
