@@ -65,8 +65,10 @@ def loss_fn(params, state: TrainState, batch: dict, spec: StepSpec):
     x = jnp.concatenate([batch["x"], batch["x_strong"]]) if method.strong_view else batch["x"]
     out, new_stats = _forward(state, params["net"], x)
     logits, strong = jnp.split(out, 2) if method.strong_view else (out, None)
-    rows = {"u": params["u"][batch["idx"]], "v": params["v"][batch["idx"]]} if method.tables else None
-    loss, aux = method.loss(logits, batch["y"], rows, strong, spec)
+    with jax.named_scope("tables"):  # named scopes label the ops in profiles (benchmarks/step_profile.py)
+        rows = {"u": params["u"][batch["idx"]], "v": params["v"][batch["idx"]]} if method.tables else None
+    with jax.named_scope("loss"):
+        loss, aux = method.loss(logits, batch["y"], rows, strong, spec)
     return loss, (logits, new_stats, aux)
 
 
@@ -80,7 +82,8 @@ def train_step(state: TrainState, batch: dict, spec: StepSpec):
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (logits, new_stats, aux)), grads = grad_fn(state.params, state, batch, spec)
-    state = state.apply_gradients(grads=grads, batch_stats=new_stats)
+    with jax.named_scope("optimizer"):
+        state = state.apply_gradients(grads=grads, batch_stats=new_stats)
     metrics = {"loss": loss, "acc": jnp.mean(jnp.argmax(logits, -1) == batch["y"]), **aux}
     return state, metrics
 
@@ -117,7 +120,8 @@ def gather_batch(state: TrainState, idx, data, spec: StepSpec) -> dict:
     (:func:`build_batch`, weak augmentation when ``spec.augment``)."""
     x_all, y_all = data
     idx = parallel.shard_batch(idx)  # data parallel under a mesh (sopjax.infra.parallel)
-    return build_batch(state, x_all[idx], y_all[idx], idx, spec, spec.augment)
+    with jax.named_scope("input"):
+        return build_batch(state, x_all[idx], y_all[idx], idx, spec, spec.augment)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
