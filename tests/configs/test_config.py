@@ -23,6 +23,9 @@ from sopjax import configs as config_lib
     ({"seed": True}, "--seed must be of type int"), ({"milestones": (0, 5)}, "--milestones"),
     ({"dataset": "mnist"}, "--dataset"), ({"sop_variant": "x"}, "--sop-variant"),
     ({"label_set": "worst", "dataset": "cifar100"}, "--dataset cifar10"),
+    ({"label_set": "asymclean", "dataset": "cifar100"}, "cifar10 only"),
+    ({"strong_view_norm": "cifar100"}, "--strong-view-norm"),
+    ({"val_holdout": 1}, "--val-holdout must be of type bool"),
 ])
 def test_validate_names_the_bad_field(change, message):
     with pytest.raises(ValueError, match=message):
