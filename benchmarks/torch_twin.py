@@ -208,6 +208,18 @@ def export_flax(net: PreActResNet18) -> tuple[dict, dict]:
     return params, stats
 
 
+# ------------------------------------------------------------------ the authors' recipes
+
+# config_cifar100.json: optimizer SGD(lr 0.02, momentum 0.9, weight_decay 1e-3), CosineAnnealingLR
+# (T_max 300, eta_min 2e-4), 300 epochs, batch 128, PreActResNet18, u, v ~ N(0, 1e-8²), loss
+# ratio_consistency 0.9, ratio_balance 0.1; the README's commands set lr_u, lr_v and the noise.
+AUTHORS_CIFAR100_CONFIG = {"arch": "PreActResNet18", "epochs": 300, "batch_size": 128, "lr": 0.02, "momentum": 0.9,
+                           "weight_decay": 1e-3, "T_max": 300, "eta_min": 2e-4, "std": 1e-8,
+                           "ratio_consistency": 0.9, "ratio_balance": 0.1}
+AUTHORS_README_RUNS = {"sym": {"lr_u": 1.0, "lr_v": 10.0, "percent": 0.5, "asym": False},
+                       "asym": {"lr_u": 0.1, "lr_v": 100.0, "percent": 0.4, "asym": True}}
+
+
 # ------------------------------------------------------------------ the authors' data preparation
 
 # transforms.Normalize(mean, std) of each view in data_loaders.py. The CIFAR-100 loader's

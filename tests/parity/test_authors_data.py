@@ -109,3 +109,21 @@ def test_weak_strong_view_norm_is_the_named_option():
     mean, std = torch_twin.VIEW_STATS[("cifar100", "weak")]
     np.testing.assert_allclose(np.asarray(weak["strong_mean"]), mean, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(weak["strong_std"]), std, rtol=1e-6)
+
+
+@pytest.mark.parametrize("noise_kind", ["sym", "asym"])
+def test_authors_presets_are_the_readme_recipe_and_paper_presets_table_a1(noise_kind):
+    ours = config_lib.PRESETS[f"authors-cifar100-{noise_kind}"]
+    paper = config_lib.PRESETS[f"paper-cifar100-{noise_kind}"]
+    conf, run = torch_twin.AUTHORS_CIFAR100_CONFIG, torch_twin.AUTHORS_README_RUNS[noise_kind]
+    arch = {"PreActResNet18": "preact_resnet18"}[conf["arch"]]
+    assert (ours.dataset, ours.method, ours.schedule, ours.arch) == ("cifar100", "sop_plus", "cosine_epoch", arch)
+    assert (ours.epochs, ours.batch_size, ours.lr, ours.momentum, ours.weight_decay, ours.lr_min, ours.init_std) == \
+        (conf["epochs"], conf["batch_size"], conf["lr"], conf["momentum"], conf["weight_decay"], conf["eta_min"],
+         conf["std"]) and conf["T_max"] == ours.epochs
+    assert (ours.lambda_c, ours.lambda_b) == (conf["ratio_consistency"], conf["ratio_balance"])
+    assert (ours.lr_u, ours.lr_v, ours.noise_rate, ours.label_set) == \
+        (run["lr_u"], run["lr_v"], run["percent"], "asym" if run["asym"] else "sym")
+    # Table A.1's CIFAR-100 ResNet34 column: plain SOP, 150 epochs, multistep, wd 5e-4, lr_u 1.
+    assert (paper.method, paper.arch, paper.epochs, paper.schedule, paper.weight_decay, paper.lr_u) == \
+        ("sop", "resnet34", 150, "multistep", 5e-4, 1.0)
