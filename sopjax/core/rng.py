@@ -22,5 +22,6 @@ STRONG_VIEW = 2     # fold_in(step key, STRONG_VIEW): beside the weak view's spl
 # numpy streams, np.random.default_rng([seed, stream]).
 FIT_SUBSET = 7      # the training rows memorization and neural collapse are measured on
 TEST_SUBSET = 11    # the per-epoch test rows
-VAL_SPLIT = 13      # the held-out validation rows; also the folds of the cleanlab benchmark
+VAL_SPLIT = 13      # the validation rows (held out or not); also the folds of the cleanlab benchmark
+VAL_LABELS = 17     # the validation rows' own synthetic noise draw (the authors noise them anew)
 CIFAR100_ASYM = 100  # the class pairs of CIFAR-100 asymmetric noise

@@ -99,9 +99,9 @@ def build_batch(state: TrainState, raw, y, idx, spec: StepSpec, weak_augment: bo
 
     ``weak_augment``: crop and flip (B, H, W, C) rows from the step's key (:func:`step_key`).
     A method with a strong view adds "x_strong": :func:`sopjax.pp.autoaugment.strong_view`
-    of the same raw uint8 images (AutoAugment, crop and flip, normalize, Cutout 16) from
-    that key folded with :data:`~sopjax.core.rng.STRONG_VIEW`; float inputs have none and
-    are used as they are.
+    of the same raw uint8 images (AutoAugment, its own crop and flip, normalize with
+    ``state.norm["strong_mean"/"strong_std"]``, Cutout 16) from that key folded with
+    :data:`~sopjax.core.rng.STRONG_VIEW`; float inputs have none and are used as they are.
     """
     key = step_key(state)
     images = raw.dtype == jnp.uint8 and raw.ndim == 4
@@ -116,8 +116,8 @@ def build_batch(state: TrainState, raw, y, idx, spec: StepSpec, weak_augment: bo
 def _strong_view(key, raw, state: TrainState):
     from sopjax.pp import autoaugment  # dm-pix: needed by strong-view methods only
 
-    # The weak view's constants, so both views share one input scale (docs/deviations.md).
-    return autoaugment.strong_view(key, raw, state.norm["mean"], state.norm["std"])
+    # The authors' CIFAR-100 loader normalizes this view with CIFAR-10's constants (docs/presets.md).
+    return autoaugment.strong_view(key, raw, state.norm["strong_mean"], state.norm["strong_std"])
 
 
 def gather_batch(state: TrainState, idx, data, spec: StepSpec) -> dict:
