@@ -178,7 +178,7 @@ PRESETS = {
         val_size=5000,
     ),
     # As above with the authors' CIFAR-100 asymmetric noise (a random class pair swapped inside each
-    # block of 5 classes; sopjax.noise.asymmetric_cifar100) and Table A.1's "Asym" lr_v = 100.
+    # block of 5 classes; sopjax.data.noise.asymmetric_cifar100) and Table A.1's "Asym" lr_v = 100.
     # lr_u = 0.1, not Table A.1's 1: the authors' README says asym runs use 0.1 "because we
     # modified the code for better delivery after camera ready". No plain-SOP CIFAR-100 asym
     # number is published (Table 2's 78.0 at 40% is SOP+ with PreActResNet18).

@@ -37,6 +37,11 @@ def augment(rng, x):
     return jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
 
 
+def epoch_key(rng, epoch):
+    """The key of an epoch's data order: ``fold_in(fold_in(rng, SHUFFLE), epoch)`` (:mod:`sopjax.core.rng`)."""
+    return jax.random.fold_in(jax.random.fold_in(rng, streams.SHUFFLE), epoch)
+
+
 def epoch_batches(rng, epoch: int, num_train: int, batch_size: int) -> jax.Array:
     """(steps, batch_size) int32 dataset indices of one epoch, a permutation drawn from
     ``fold_in(fold_in(rng, SHUFFLE), epoch)`` (:mod:`sopjax.core.rng`).
@@ -45,5 +50,5 @@ def epoch_batches(rng, epoch: int, num_train: int, batch_size: int) -> jax.Array
     different set every epoch), so every step has a full batch and one compiled shape.
     """
     steps = num_train // batch_size
-    perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(rng, streams.SHUFFLE), epoch), num_train)
+    perm = jax.random.permutation(epoch_key(rng, epoch), num_train)
     return perm[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
