@@ -42,3 +42,11 @@ def test_import_sopjax_loads_no_training_stack_until_a_name_is_used():
 
 def test_the_installed_version_is_sopjax_version():
     assert importlib.metadata.version("sopjax") == sopjax.__version__
+
+
+def test_the_console_scripts_point_at_the_command_line_mains():
+    entry_points = importlib.metadata.distribution("sopjax").entry_points
+    scripts = {e.name: e for e in entry_points if e.group == "console_scripts"}
+    assert {"sopjax-cifar", "sopjax-figures", "sopjax-matrix-recovery", "sopjax-image-restoration"} <= set(scripts)
+    assert scripts["sopjax-cifar"].load().__module__ == "experiments.cifar"
+    assert all(callable(e.load()) for e in scripts.values())
