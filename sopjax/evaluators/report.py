@@ -15,6 +15,7 @@ import numpy as np
 
 from sopjax.configs import Config
 from sopjax.core import losses
+from sopjax.data import noise
 from sopjax.evaluators import detection, plots
 from sopjax.infra.jsonio import dumps, strict
 from sopjax.infra.rundir import is_primary
@@ -33,9 +34,12 @@ def detection_scores(probs: np.ndarray, given: np.ndarray, params: dict) -> dict
     return scores
 
 
-def detection_table(scores: dict, wrong: np.ndarray, threshold: float) -> dict:
-    """AUROC, and precision/recall of ``score > threshold``, per score, against the known wrong labels."""
+def detection_table(scores: dict, wrong: np.ndarray | None, threshold: float) -> dict:
+    """AUROC, and precision/recall of ``score > threshold``, per score, against the known wrong
+    labels; {} when they are unknown (``wrong`` None: no true labels)."""
     table = {}
+    if wrong is None:
+        return table
     for name, sc in scores.items():
         p, r = detection.precision_recall(sc, wrong, threshold)
         table[name] = {"auroc": detection.auroc(sc, wrong), "precision": p, "recall": r, "threshold": threshold}
@@ -54,15 +58,19 @@ def model_selection(history: list) -> dict:
             "test_acc_at_best_val_test_size": history[i].get("test_size")}
 
 
-def summarize(cfg: Config, labels, history: list, det: dict) -> dict:
+def summarize(cfg: Config, labels, history: list, det: dict, primary: str | None = None) -> dict:
     """The run's summary. ``test_acc_best`` is selected on the test set itself (an optimistic
-    figure, labelled as such); ``test_acc_last`` is the honest one."""
+    figure, labelled as such); ``test_acc_last`` is the honest one. ``primary``: the name of
+    the run's main noise score (default "sop_uv" when ``det`` has it, else "model_1mp").
+    Without true labels the measures that need them are None and ``skipped`` says why."""
     accs = [h["test_acc"] for h in history]
     last = history[-1] if history else {}
-    primary = "sop_uv" if "sop_uv" in det else "model_1mp"
+    primary = primary or ("sop_uv" if "sop_uv" in det else "model_1mp")
     ips = [h["images_per_s"] for h in history if h.get("images_per_s") is not None]
     return {
-        "method": cfg.method, "label_set": cfg.label_set, "seed": cfg.seed, "epochs": len(history),
+        "method": cfg.method, "label_set": labels.name, "seed": cfg.seed, "epochs": len(history),
+        "true_labels": labels.has_true_labels,
+        **({} if labels.has_true_labels else {"skipped": noise.skipped_note()}),
         "realized_noise_rate": labels.realized_rate,
         "test_acc_best": max(accs) if accs else None,
         "test_acc_best_epoch": int(np.argmax(accs)) + 1 if accs else None,
@@ -70,7 +78,8 @@ def summarize(cfg: Config, labels, history: list, det: dict) -> dict:
         "test_acc_last": accs[-1] if accs else None,
         **model_selection(history),
         "memorized_wrong_last": last.get("memorized_wrong"), "fit_clean_acc_last": last.get("fit_clean_acc"),
-        "detection": det, "detection_primary": primary, "detection_auroc": det[primary]["auroc"],
+        "detection": det, "detection_primary": primary,
+        "detection_auroc": det[primary]["auroc"] if primary in det else None,
         "mean_images_per_s": float(np.mean(ips)) if ips else None,
         "train_wall_s": float(sum(h["epoch_total_s"] for h in history)),
     }
@@ -80,15 +89,17 @@ def finalize(cfg: Config, params: dict, probs: np.ndarray, arrays, history: list
     """Score, summarize and write the end-of-run files into ``path``; returns the summary.
     In a multi-process run every process computes the summary and process 0 alone writes."""
     path = pathlib.Path(path)
-    labels = arrays.labels
+    labels, names = arrays.labels, getattr(arrays, "class_names", None)
     scores = detection_scores(probs, labels.noisy, params)
-    summary = summarize(cfg, labels, history, detection_table(scores, labels.is_wrong, cfg.detect_threshold))
+    primary = "sop_uv" if "sop_uv" in scores else "model_1mp"
+    det = detection_table(scores, labels.is_wrong, cfg.detect_threshold)
+    summary = {**summarize(cfg, labels, history, det, primary), **({} if names is None else {"class_names": names})}
     if not is_primary():
         return strict(summary)
-    primary = scores[summary["detection_primary"]]
-    np.savez(path / "noise_scores.npz", score=primary, ranking=detection.ranking(primary),
-             given_label=labels.noisy, score_name=np.array(summary["detection_primary"]))
+    extra = {} if names is None else {"class_names": np.array(names)}
+    np.savez(path / "noise_scores.npz", score=scores[primary], ranking=detection.ranking(scores[primary]),
+             given_label=labels.noisy, score_name=np.array(primary), **extra)
     (path / "summary.json").write_text(dumps(summary, indent=1))
-    plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {cfg.label_set}")
-    plots.detection_panel(primary, labels.is_wrong, path / "detection.png")
+    plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {labels.name}")
+    plots.detection_panel(scores[primary], labels.is_wrong, path / "detection.png")
     return strict(summary)

@@ -26,6 +26,7 @@ labels are not known for such data, so no detection AUROC is computed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -49,6 +50,7 @@ from sopjax.infra.metrics import MetricWriter
 from sopjax.infra.provenance import code_version
 from sopjax.infra.record import versions
 from sopjax.infra.rundir import RunDir, checkpoint_steps, is_primary
+from sopjax.trainers.logs import RunLogs
 from sopjax.trainers.loop import Callback, EpochTask, train_epochs
 from sopjax.trainers.state import build_model, create_train_state, lr_schedule
 from sopjax.trainers.step import StepSpec, build_batch, train_step
@@ -164,7 +166,8 @@ def finish(cfg: Config, state, data: FolderData, history: list, path) -> dict:
     ips = [h["images_per_s"] for h in history]
     summary = strict({
         "method": cfg.method, "seed": cfg.seed, "epochs": len(history), "num_train": len(data.train.paths),
-        "label_file": data.sources["label_file"], "train_loss_last": history[-1]["train_loss"] if history else None,
+        "label_file": data.sources["label_file"], **_class_names(data),
+        "train_loss_last": history[-1]["train_loss"] if history else None,
         "test_acc_last": accs[-1] if accs else None, "test_acc_best": max(accs) if accs else None,
         "test_acc_best_selected_on": "test set (optimistic)",
         "mean_images_per_s": float(np.mean(ips)) if ips else None,
@@ -175,10 +178,18 @@ def finish(cfg: Config, state, data: FolderData, history: list, path) -> dict:
     if "u" in params:
         score = np.asarray(losses.noise_score(params["u"], params["v"], data.train.labels))
         np.savez(path / "noise_scores.npz", score=score, ranking=detection.ranking(score),
-                 given_label=data.train.labels, score_name=np.array("sop_uv"))
+                 given_label=data.train.labels, score_name=np.array("sop_uv"),
+                 **{k: np.array(v) for k, v in _class_names(data).items()})
     (path / "summary.json").write_text(dumps(summary, indent=1))
-    plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {data.sources['label_file']}")
+    where = data.sources["label_file"] or data.sources["image_root"]
+    plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {where}")
     return summary
+
+
+def _class_names(data: FolderData) -> dict:
+    """{"class_names": [...]} for a class-subfolder dataset, else {}."""
+    names = data.sources.get("class_names")
+    return {} if names is None else {"class_names": list(names)}
 
 
 def _check(cfg: Config, data: FolderData) -> int:
@@ -226,8 +237,9 @@ def fit_stream(cfg: Config, data: FolderData, workdir, model=None, workers: int 
         state = run.restore(parallel.place_state(state, N), loader=it)
         writer = MetricWriter(run.metrics_path, echo=progress or log_epochs)
         end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, run.start_epoch + stop_after_epochs)
-        state = train_epochs(state, _task(cfg, data, it, run, writer, spe, workers), run.start_epoch, end,
-                             log_every, progress, callbacks)
+        with contextlib.closing(RunLogs([run.path] if run.primary else [], run.start_epoch * spe)) as logs:
+            state = train_epochs(state, _task(cfg, data, it, run, writer, spe, workers), run.start_epoch, end,
+                                 log_every, progress, ((logs,) if run.primary else ()) + tuple(callbacks))
         if end < cfg.epochs:
             return None
         return finish(cfg, state, data, writer.history, run.path)
