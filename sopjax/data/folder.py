@@ -191,6 +191,24 @@ def load_folder(image_root, label_file, num_classes: int, image_size: int = 32, 
                        "test_label_file": None if test_label_file is None else str(test_label_file)})
 
 
+CLASS_NAMES_FILE = "classes.txt"
+
+
+def read_class_names(label_file, image_root, num_classes: int) -> tuple | None:
+    """Class names from ``classes.txt`` (the first line names class 0, the next class 1, …), looked up next to
+    ``label_file`` first, then in ``image_root``; None when neither has one. Raises ValueError
+    when the file does not hold exactly ``num_classes`` non-empty names."""
+    for d in (pathlib.Path(label_file).parent, pathlib.Path(image_root)):
+        f = d / CLASS_NAMES_FILE
+        if f.is_file():
+            names = [line.strip() for line in f.read_text().strip("\n").split("\n")]
+            if len(names) != num_classes or not all(names):
+                raise ValueError(f"{f} must hold {num_classes} non-empty class names, one per line "
+                                 f"(the first names class 0), got {len(names)} lines; fix it or remove it")
+            return tuple(names)
+    return None
+
+
 def list_hash(images: ImageList | None) -> str | None:
     """SHA-256 of a list's image paths and labels (not of the pixels), or None for no list."""
     if images is None:

@@ -121,4 +121,5 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
         if end < cfg.epochs:
             return None
         probs = evaluate(state, devs["x_train"], np.arange(N))
-        return report.finalize(cfg, parallel.to_host(state.params), probs, arrays, writer.history, run.path)
+        return report.finalize(cfg, parallel.to_host(state.params), probs, arrays, writer.history, run.path,
+                               parallel.to_host(state.sample_stats))

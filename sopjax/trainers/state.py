@@ -11,7 +11,7 @@ from sopjax.configs import Config
 from sopjax.core import methods
 from sopjax.core.optim import sop_optimizer, table_lr
 from sopjax.core.state import TrainState
-from sopjax.core.tables import init_tables
+from sopjax.core.tables import NEVER, init_sample_stats, init_tables
 from sopjax.data import constants
 from sopjax.pp.augment import preprocess
 
@@ -51,7 +51,8 @@ def build_model(cfg: Config, num_classes: int):
 def create_train_state(cfg: Config, model, example_x, num_train: int, num_classes: int,
                        steps_per_epoch: int) -> TrainState:
     """Initialise from ``cfg.seed``: the network, and for a method with tables ``u`` (N, 1),
-    ``v`` (N, K) float32 from N(0, init_std²) (:func:`sopjax.core.tables.init_tables`).
+    ``v`` (N, K) float32 from N(0, init_std²) (:func:`sopjax.core.tables.init_tables`), and
+    the zeroed sums of the label-issue score (``sample_stats``, {} without tables).
 
     example_x: at least one training input (uint8 image or float feature row).
     """
@@ -59,8 +60,15 @@ def create_train_state(cfg: Config, model, example_x, num_train: int, num_classe
     mean, std = constants.normalization_stats(cfg.dataset)
     norm = {"mean": jnp.asarray(mean), "std": jnp.asarray(std)}
     variables = model.init(k_init, preprocess(jnp.asarray(example_x[:1]), mean, std), train=False)
-    params = {"net": variables["params"]}
+    params, stats = {"net": variables["params"]}, {}
     if methods.get(cfg.method).tables:
         params.update(init_tables(k_tables, num_train, num_classes, cfg.init_std))
+        stats = init_sample_stats(num_train, table_start_step(cfg, steps_per_epoch))
     return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(cfg, steps_per_epoch),
-                             batch_stats=variables.get("batch_stats", {}), rng=k_run, norm=norm)
+                             batch_stats=variables.get("batch_stats", {}), rng=k_run, norm=norm, sample_stats=stats)
+
+
+def table_start_step(cfg: Config, steps_per_epoch: int) -> int:
+    """The first optimizer step with lr_u > 0 (the end of ``uv_warmup_epochs``, rounded to
+    whole steps as :func:`make_optimizer` does); :data:`~sopjax.core.tables.NEVER` when lr_u is 0."""
+    return int(round(cfg.uv_warmup_epochs * steps_per_epoch)) if cfg.lr_u > 0 else NEVER
