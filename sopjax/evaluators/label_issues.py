@@ -107,9 +107,12 @@ def rows(score: np.ndarray, probs: np.ndarray, given: np.ndarray, num_flagged: i
         row = {"rank": r + 1, "index": int(i)}
         if paths is not None:
             row["path"] = str(paths[i])
-        row.update(given_label=int(given[i]), predicted_label=int(pred[i]))
+        row["given_label"] = int(given[i])
         if class_names is not None:
-            row.update(given_class=_name(class_names, given[i]), predicted_class=_name(class_names, pred[i]))
+            row["given_class"] = _name(class_names, given[i])
+        row["predicted_label"] = int(pred[i])
+        if class_names is not None:
+            row["predicted_class"] = _name(class_names, pred[i])
         row.update(label_score=round(1.0 - float(score[i]), 7), is_label_issue=r < num_flagged)
         if true is not None:
             row["true_label"] = int(true[i])
