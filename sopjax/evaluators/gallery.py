@@ -54,7 +54,8 @@ def figure(table: list[dict], image_of, top: int = 24, bottom: int = 8, title: s
     lines_top, lines_bottom = -(-top // COLS), -(-bottom // COLS)
     fig = Figure(figsize=(1.45 * COLS, 1.75 * (lines_top + lines_bottom) + 0.9), constrained_layout=True)
     subs = fig.subfigures(2, 1, height_ratios=[max(lines_top, 1), max(lines_bottom, 0.01)]) if bottom else [fig]
-    panels = [(subs[0], table[:top], f"most suspect {top} (given → suggested label)")]
+    known = " — red frame: the given label is known to be wrong" if "true_label" in table[0] else ""
+    panels = [(subs[0], table[:top], f"most suspect {top} (given → suggested label){known}")]
     if bottom:
         panels.append((subs[1], table[len(table) - bottom:], f"least suspect {bottom}, for contrast"))
     for sub, rows_, head in panels:
