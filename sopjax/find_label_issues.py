@@ -129,10 +129,9 @@ def num_classes(args) -> int:
     the file's well-formed lines (at least 2; :func:`sopjax.data.folder.read_list` reports the rest)."""
     if args.num_classes is not None:
         return args.num_classes
-    for d in (pathlib.Path(args.label_file).parent, pathlib.Path(args.image_root)):
-        f = d / folder.CLASS_NAMES_FILE
-        if f.is_file():
-            return len(f.read_text().strip("\n").split("\n"))
+    names = folder.read_class_names(args.label_file, args.image_root)
+    if names is not None:
+        return len(names)
     labels = [int(w[-1]) for w in (line.rsplit(None, 1) for line in _lines(args.label_file))
               if len(w) == 2 and w[1].lstrip("-").isdigit()]
     return max(2, max(labels, default=0) + 1)

@@ -124,3 +124,27 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(folder, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
     assert not workdir.exists()
+
+
+def test_python_call_on_a_trained_state_flags_the_flipped_labels():
+    # Catches a state report that pairs the probabilities or the sums with other rows than the labels.
+    import jax.numpy as jnp
+
+    from tests.trainers.test_step import build, small_cfg, synthetic
+
+    x, y, _, _ = synthetic(N=512)
+    rng = np.random.default_rng(0)
+    flipped = rng.random(512) < 0.3
+    given = np.where(flipped, (y + 1 + rng.integers(0, 9, 512)) % 10, y).astype(np.int32)
+    cfg = small_cfg(uv_warmup_epochs=1.0, init_std=1e-3, lr_u=30.0, lr_v=30.0)
+    state, step, data = build(cfg, x, given)
+    for e in range(4):
+        for b in rng.permutation(512).reshape(-1, 32):
+            state, _ = step(state, jnp.asarray(b, jnp.int32), data)
+        idx, rep = fli.find_label_issues(state, labels=given, images=x, return_report=True)
+        # after the 1-epoch warm-up the network's 1 − p alone, then with the tables' sums
+        assert rep["summary"]["tables_trained"] is (e > 0) and len(idx) == rep["summary"]["num_label_issues"]
+        assert flipped[idx].mean() > 0.8 and flipped[idx].sum() > 0.6 * flipped.sum(), e
+    assert float(state.sample_stats["issue_count"].min()) >= 1  # every row counted after the warm-up
+    with pytest.raises(ValueError, match="labels= and images="):
+        fli.find_label_issues(state)
