@@ -30,6 +30,8 @@ def config_record(cfg: Config, arrays: Arrays, num_train: int, steps_per_epoch: 
     return {"config": dataclasses.asdict(cfg), "seed": cfg.seed, "code_version": code_version(),
             "versions": versions(), "num_train": num_train, "steps_per_epoch": steps_per_epoch,
             "realized_noise_rate": arrays.labels.realized_rate,
+            "num_val": 0 if arrays.x_val is None else len(arrays.x_val),
+            "val_images_trained_on": arrays.val_rows is not None,
             "data_fingerprint": arrays_lib.data_fingerprint(arrays), **(extra or {})}
 
 
@@ -66,7 +68,7 @@ def _prepare(cfg: Config, arrays: Arrays) -> tuple[Arrays, int]:
     per epoch). Raises ValueError naming the fix."""
     cfg.validate()
     arrays_lib.check_arrays(arrays)
-    arrays = arrays_lib.split_validation(arrays, cfg.val_size, cfg.seed)
+    arrays = arrays_lib.split_validation(arrays, cfg.val_size, cfg.seed, cfg.val_holdout)
     spe = len(arrays.x_train) // cfg.batch_size
     if spe < 1:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {len(arrays.x_train)} training samples; "
