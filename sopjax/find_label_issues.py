@@ -12,10 +12,10 @@ label_issues.png and label_issues.html (the most and the least suspect images), 
 usual run files (docs/label_issues.md). Re-running the same command resumes.
 
 Defaults for a CPU (N images; docs/label_issues.md says why): a PreActResNet18 at 1/8 width
-on 32×32 inputs with crop and flip, batch B = 128 when N ≥ 2,048, else the power of two
-nearest below N/16 (at least 16); epochs = 60,000 / N rounded, clipped to [8, 60]; SGD lr
-0.1·B/128, momentum 0.9, weight decay 5e-4, cosine; u, v from N(0, 1e-3²) at
-lr_u = lr_v = 300·B/128 after a warm-up of 1/6 of the epochs.
+on 32×32 inputs without augmentation (--augment adds crop and flip); batch B = 128 when
+N ≥ 2,048, else the power of two at or below N/16 (at least 16); epochs = 60,000 / N
+rounded, clipped to [8, 60]; SGD lr 0.1·B/128, momentum 0.9, weight decay 5e-4, cosine;
+u, v from N(0, 1e-3²) at lr_u = lr_v = 300·B/128 after a warm-up of 1/6 of the epochs.
 
 In Python, ``sopjax.find_label_issues(run_dir)`` returns the flagged indices, most suspect first.
 """
@@ -91,7 +91,7 @@ def state_report(state, labels, images) -> dict:
 
 
 def folder_config(num_images: int, epochs: int | None = None, batch_size: int | None = None, seed: int = 0,
-                  uv_warmup_epochs: float | None = None, image_size: int = 32) -> Config:
+                  uv_warmup_epochs: float | None = None, augment: bool = False) -> Config:
     """The command's defaults for ``num_images`` images (module docstring); None = the default."""
     if batch_size is None:
         batch_size = 128 if num_images >= 2048 else max(16, 2 ** int(math.log2(max(num_images / 16, 1))))
@@ -100,7 +100,7 @@ def folder_config(num_images: int, epochs: int | None = None, batch_size: int | 
         epochs = int(np.clip(round(60_000 / num_images), 8, 60))
     scale = batch_size / 128  # the per-sample step of a batch-mean loss shrinks as 1/B
     return Config(method="sop", label_set="clean", arch="preact_resnet18", width=0.125, epochs=epochs,
-                  batch_size=batch_size, lr=0.1 * scale, weight_decay=5e-4, schedule="cosine", augment=True,
+                  batch_size=batch_size, lr=0.1 * scale, weight_decay=5e-4, schedule="cosine", augment=augment,
                   lr_u=300.0 * scale, lr_v=300.0 * scale, init_std=1e-3, seed=seed, eval_subset=0,
                   uv_warmup_epochs=epochs / 6 if uv_warmup_epochs is None else uv_warmup_epochs).validate()
 
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--uv-warmup-epochs", type=float, default=None,
                     help="epochs before u, v train (default 1/6 of --epochs)")
     ap.add_argument("--image-size", type=int, default=32, help="side in pixels images are resized to (default 32)")
+    ap.add_argument("--augment", action="store_true",
+                    help="random crop and flip while training (default off: the short CPU schedule fits more clean "
+                         "patterns without; docs/label_issues.md)")
     ap.add_argument("--seed", type=int, default=0, help="fixes the init, the data order and the augmentation")
     ap.add_argument("--loader-workers", type=int, default=0, help="host processes decoding the images (0 = this one)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
@@ -152,7 +155,7 @@ def run(args) -> int:
         raise ValueError(f"--loader-workers must be 0 or more, got {args.loader_workers}")
     data = folder.load_folder(args.image_root, args.label_file, num_classes(args), args.image_size)
     n = len(data.train.paths)
-    cfg = folder_config(n, args.epochs, args.batch_size, seed, args.uv_warmup_epochs)
+    cfg = folder_config(n, args.epochs, args.batch_size, seed, args.uv_warmup_epochs, args.augment)
     print(f"data: {n} images listed in {args.label_file}, {data.num_classes} classes, resized to "
           f"{args.image_size}x{args.image_size}\nSOP: {cfg.epochs} epochs of {n // cfg.batch_size} steps (batch "
           f"{cfg.batch_size}), u, v train after {cfg.uv_warmup_epochs:g} epochs; workdir {workdir}", flush=True)
