@@ -32,7 +32,8 @@ _EXPORTS = {
     "sop_loss": "sopjax.core.losses",
     "sop_plus_loss": "sopjax.core.losses",
     "noise_score": "sopjax.core.losses",
-    # finding label issues: "find_label_issues" goes here, from the module that defines it
+    # finding label issues: a run's ranked, flagged training labels (docs/label_issues.md)
+    "find_label_issues": "sopjax.find_label_issues",
     # whole runs: config, data, training, logging
     "Config": "sopjax.configs.config",
     "load_config": "sopjax.configs.files",
@@ -52,7 +53,10 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'sopjax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), _ALIASES.get(name, name))
+    value = importlib.import_module(module)
+    # The module sopjax.find_label_issues is itself callable (it forwards to its function), and
+    # importing it binds it to this attribute anyway: export the module, not the function.
+    value = value if module == f"sopjax.{name}" else getattr(value, _ALIASES.get(name, name))
     globals()[name] = value  # later look-ups skip this function
     return value
 

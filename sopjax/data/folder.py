@@ -219,6 +219,26 @@ def load_folder(image_root, label_file, num_classes: int | None, image_size: int
     return FolderData(train_list, test_list, num_classes, image_size, sources)
 
 
+CLASS_NAMES_FILE = "classes.txt"
+
+
+def read_class_names(label_file, image_root, num_classes: int | None = None) -> tuple | None:
+    """Class names from ``classes.txt`` (the first line names class 0, the next class 1, …),
+    looked up next to ``label_file`` first, then in ``image_root``; None when neither has one.
+    Raises ValueError when the file holds an empty name, or not exactly ``num_classes`` names
+    (any number when None)."""
+    for d in (pathlib.Path(label_file).parent, pathlib.Path(image_root)):
+        f = d / CLASS_NAMES_FILE
+        if f.is_file():
+            names = [line.strip() for line in f.read_text().strip("\n").split("\n")]
+            num_classes = len(names) if num_classes is None else num_classes
+            if len(names) != num_classes or not all(names):
+                raise ValueError(f"{f} must hold {num_classes} non-empty class names, one per line "
+                                 f"(the first names class 0), got {len(names)} lines; fix it or remove it")
+            return tuple(names)
+    return None
+
+
 def list_hash(images: ImageList | None) -> str | None:
     """SHA-256 of a list's image paths and labels (not of the pixels), or None for no list."""
     if images is None:

@@ -38,12 +38,14 @@ test_rows.__test__ = False  # a library function, not a pytest test
 def epoch_detection(state: TrainState, probs, noisy, wrong, sub) -> dict:
     """Per-epoch wrong-label detection AUROC on the fit subset: ``auroc_1mp`` from the
     network's 1 − p(given label) and, for a run with tables, ``auroc_uv`` from ‖s_i‖₁ of the
-    current u, v rows (:func:`report.detection_scores`). Tracks when the tables start to
+    current u, v rows and ``auroc_issue`` from the label-issue score so far
+    (:func:`report.detection_scores`). Tracks when the tables start to
     separate the wrong labels, the curve a final-epoch number hides. None where undefined
     (no wrong, or no clean, labels)."""
     params = {} if "u" not in state.params else {
         "u": parallel.to_host(state.params["u"])[sub], "v": parallel.to_host(state.params["v"])[sub]}
-    scores = detection_scores(probs, noisy, params)
+    stats = {k: parallel.to_host(v)[sub] for k, v in state.sample_stats.items() if k.startswith("issue")}
+    scores = detection_scores(probs, noisy, params, stats)
     aucs = {f"auroc_{k.split('_', 1)[1]}": detection.auroc(v, wrong) for k, v in scores.items()}
     return {k: (None if np.isnan(a) else a) for k, a in aucs.items()}
 

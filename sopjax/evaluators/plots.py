@@ -61,7 +61,8 @@ def detection_panel(scores: np.ndarray, wrong: np.ndarray | None, path) -> None:
 FIG1_CURVES = (("fit_noisy_acc", "train acc vs given labels"), ("memorized_wrong", "train acc on wrong labels"),
                ("fit_clean_acc", "train acc vs clean labels"), ("test_acc", "test acc"))
 # Per-epoch wrong-label detection (sopjax.evaluators.epoch), dashed on the same axes.
-DETECTION_CURVES = (("auroc_1mp", "AUROC of 1 − p(given)"), ("auroc_uv", "AUROC of SOP ‖s‖₁ (u, v)"))
+DETECTION_CURVES = (("auroc_1mp", "AUROC of 1 − p(given)"), ("auroc_uv", "AUROC of SOP ‖s‖₁ (u, v)"),
+                    ("auroc_issue", "AUROC of SOP's label-issue score"))
 
 
 def plot_fig1(record: dict):

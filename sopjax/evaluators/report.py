@@ -3,7 +3,10 @@
 Writes into the run directory:
 - ``summary.json``: best/last test accuracy, memorization, detection quality (strict JSON);
 - ``noise_scores.npz``: the primary per-sample noise score (N,) float, ``ranking`` (dataset
-  indices from most to least suspect), the given labels and the score's name (no pickle);
+  indices from most to least suspect), the given labels, the score's name and ``pred_probs``
+  (N, K), the final network's eval-mode probabilities (no pickle);
+- ``label_issues.csv``/``.json``/``.png``/``.html``: the label-issue report
+  (:mod:`sopjax.evaluators.label_issues`, :mod:`sopjax.evaluators.gallery`);
 - ``training_curves.png`` and ``detection.png``.
 """
 
@@ -15,22 +18,27 @@ import numpy as np
 
 from sopjax.configs import Config
 from sopjax.core import losses
-from sopjax.data import noise
-from sopjax.evaluators import detection, plots
+from sopjax.data import cifar, noise
+from sopjax.evaluators import detection, label_issues, plots
 from sopjax.infra.jsonio import dumps, strict
 from sopjax.infra.rundir import is_primary
 
 
-def detection_scores(probs: np.ndarray, given: np.ndarray, params: dict) -> dict[str, np.ndarray]:
+def detection_scores(probs: np.ndarray, given: np.ndarray, params: dict,
+                     sample_stats: dict | None = None) -> dict[str, np.ndarray]:
     """Per-sample "label is wrong" scores, each (N,) float, higher = more suspect.
 
     ``model_1mp``: 1 − p(given label) of the final network in eval mode (probs (N, K)).
     ``sop_uv``: ‖s_i‖₁ from the learned tables (:func:`losses.noise_score`), when
-    ``params`` holds "u" (N, 1) and "v" (N, K).
+    ``params`` holds "u" (N, 1) and "v" (N, K). ``sop_issue``: the label-issue score
+    (:func:`label_issues.issue_score`), when ``sample_stats`` (the state's, rows as ``probs``)
+    are given too.
     """
     scores = {"model_1mp": 1.0 - probs[np.arange(len(given)), given]}
     if "u" in params:
         scores["sop_uv"] = np.asarray(losses.noise_score(params["u"], params["v"], np.asarray(given)))
+        if sample_stats:
+            scores["sop_issue"] = label_issues.issue_score(sample_stats, params["u"], probs, given)
     return scores
 
 
@@ -61,11 +69,11 @@ def model_selection(history: list) -> dict:
 def summarize(cfg: Config, labels, history: list, det: dict, primary: str | None = None) -> dict:
     """The run's summary. ``test_acc_best`` is selected on the test set itself (an optimistic
     figure, labelled as such); ``test_acc_last`` is the honest one. ``primary``: the name of
-    the run's main noise score (default "sop_uv" when ``det`` has it, else "model_1mp").
+    the run's main noise score (default the first of "sop_issue", "sop_uv", "model_1mp" in ``det``).
     Without true labels the measures that need them are None and ``skipped`` says why."""
     accs = [h["test_acc"] for h in history]
     last = history[-1] if history else {}
-    primary = primary or ("sop_uv" if "sop_uv" in det else "model_1mp")
+    primary = primary or next((k for k in ("sop_issue", "sop_uv", "model_1mp") if k in det), None)
     ips = [h["images_per_s"] for h in history if h.get("images_per_s") is not None]
     return {
         "method": cfg.method, "label_set": labels.name, "seed": cfg.seed, "epochs": len(history),
@@ -85,21 +93,36 @@ def summarize(cfg: Config, labels, history: list, det: dict, primary: str | None
     }
 
 
-def finalize(cfg: Config, params: dict, probs: np.ndarray, arrays, history: list, path) -> dict:
+def finalize(cfg: Config, params: dict, probs: np.ndarray, arrays, history: list, path,
+             sample_stats: dict | None = None) -> dict:
     """Score, summarize and write the end-of-run files into ``path``; returns the summary.
+    ``sample_stats``: the state's label-issue sums (host arrays; {} or None without tables).
     In a multi-process run every process computes the summary and process 0 alone writes."""
     path = pathlib.Path(path)
     labels, names = arrays.labels, getattr(arrays, "class_names", None)
-    scores = detection_scores(probs, labels.noisy, params)
-    primary = "sop_uv" if "sop_uv" in scores else "model_1mp"
+    scores = detection_scores(probs, labels.noisy, params, sample_stats)
+    primary = next(k for k in ("sop_issue", "sop_uv", "model_1mp") if k in scores)
     det = detection_table(scores, labels.is_wrong, cfg.detect_threshold)
     summary = {**summarize(cfg, labels, history, det, primary), **({} if names is None else {"class_names": names})}
     if not is_primary():
         return strict(summary)
     extra = {} if names is None else {"class_names": np.array(names)}
     np.savez(path / "noise_scores.npz", score=scores[primary], ranking=detection.ranking(scores[primary]),
-             given_label=labels.noisy, score_name=np.array(primary), **extra)
+             given_label=labels.noisy, score_name=np.array(primary), pred_probs=probs, **extra)
+    summary["label_issues"] = issue_report(cfg, scores, probs, arrays, sample_stats, path)
     (path / "summary.json").write_text(dumps(summary, indent=1))
     plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {labels.name}")
     plots.detection_panel(scores[primary], labels.is_wrong, path / "detection.png")
     return strict(summary)
+
+
+def issue_report(cfg: Config, scores: dict, probs: np.ndarray, arrays, sample_stats, path) -> dict:
+    """Write the label-issue report of a run on arrays (:func:`label_issues.publish`; a
+    gallery when the inputs are images); returns its summary."""
+    x = arrays.x_train
+    names = getattr(arrays, "class_names", None) or cifar.CLASS_NAMES.get(cfg.dataset)
+    image_of = (lambda i: x[i]) if x.ndim == 4 and x.dtype == np.uint8 else None
+    return label_issues.publish(path, scores.get("sop_issue", scores["model_1mp"]), probs, arrays.labels.noisy,
+                                label_issues.tables_trained(sample_stats), cfg.uv_warmup_epochs, image_of,
+                                class_names=names, true=getattr(arrays.labels, "clean", None),
+                                title=f"{cfg.method} on {cfg.label_set}: label issues")

@@ -101,6 +101,14 @@ def _task(cfg: Config, arrays: Arrays, run: RunDir, writer: MetricWriter, spe: i
                      lr_schedule(cfg, spe), [run], [writer]), devs
 
 
+def _initial_state(cfg: Config, arrays: Arrays, model, spe: int):
+    """(the run's first state, its input normalization (mean, std, source))."""
+    model = model or build_model(cfg, arrays.num_classes)
+    norm = constants.input_stats(cfg.dataset, arrays.x_train)
+    return create_train_state(cfg, model, arrays.x_train, len(arrays.x_train), arrays.num_classes, spe,
+                              norm=norm[:2]), norm
+
+
 def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True, log_every: int = 25,
         extra_config: dict | None = None, stop_after_epochs: int | None = None, log_epochs: bool = False,
         allow_lr_change: bool = False, callbacks: tuple[Callback, ...] = ()) -> dict | None:
@@ -134,9 +142,7 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     """
     arrays, spe = _prepare(cfg, arrays)
     N = len(arrays.x_train)
-    model = model or build_model(cfg, arrays.num_classes)
-    norm = constants.input_stats(cfg.dataset, arrays.x_train)
-    state = create_train_state(cfg, model, arrays.x_train, N, arrays.num_classes, spe, norm=norm[:2])
+    state, norm = _initial_state(cfg, arrays, model, spe)
     if not arrays.labels.has_true_labels and (progress or log_epochs):
         print(noise.skipped_note())
     with RunDir.open(workdir, config_record(cfg, arrays, N, spe, extra_config, norm), allow_lr_change) as run:
@@ -150,4 +156,5 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
         if end < cfg.epochs:
             return None
         probs = evaluate(state, devs["x_train"], np.arange(N))
-        return report.finalize(cfg, parallel.to_host(state.params), probs, arrays, writer.history, run.path)
+        return report.finalize(cfg, parallel.to_host(state.params), probs, arrays, writer.history, run.path,
+                               parallel.to_host(state.sample_stats))

@@ -157,4 +157,5 @@ def fit_many(cfgs: list[Config], arrays_list: list, workdirs: list, model=None, 
 
 def _finish(cfg, state, devs, arrays, writer, path) -> dict:
     probs = evaluate(state, devs["x_train"], np.arange(len(arrays.x_train)))
-    return report.finalize(cfg, jax.tree.map(np.asarray, state.params), probs, arrays, writer.history, path)
+    return report.finalize(cfg, jax.tree.map(np.asarray, state.params), probs, arrays, writer.history, path,
+                           jax.tree.map(np.asarray, state.sample_stats))

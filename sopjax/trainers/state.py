@@ -11,7 +11,7 @@ from sopjax.configs import Config
 from sopjax.core import methods
 from sopjax.core.optim import sop_optimizer, table_lr
 from sopjax.core.state import TrainState
-from sopjax.core.tables import init_tables
+from sopjax.core.tables import NEVER, init_sample_stats, init_tables
 from sopjax.data import constants
 from sopjax.evaluators import neural_collapse
 from sopjax.infra import extras
@@ -73,7 +73,8 @@ def create_train_state(cfg: Config, model, example_x, num_train: int, num_classe
                        steps_per_epoch: int, norm: tuple | None = None) -> TrainState:
     """Initialise from ``cfg.seed``: the network, and for a method with tables ``u`` (N, 1),
     ``v`` (N, K) float32 from N(0, init_std²) (:func:`sopjax.core.tables.init_tables`); the
-    input normalization of both views (:func:`strong_norm`) rides in ``state.norm``.
+    input normalization of both views (:func:`strong_norm`) rides in ``state.norm``; the
+    zeroed sums of the label-issue score in ``sample_stats`` ({} without tables).
 
     example_x: at least one training input (uint8 image or float feature row).
     norm: (mean, std) of the input normalization (:func:`sopjax.data.constants.input_stats`);
@@ -89,8 +90,15 @@ def create_train_state(cfg: Config, model, example_x, num_train: int, num_classe
     x = preprocess(jnp.asarray(example_x[:1]), norm["mean"], norm["std"])
     variables = contract.init_checked(model, k_init, x, num_classes)
     jax.eval_shape(lambda v: neural_collapse.last_layer(model.apply, v, x), variables)  # rule 5: a Dense head
-    params = {"net": variables["params"]}
+    params, stats = {"net": variables["params"]}, {}
     if methods.get(cfg.method).tables:
         params.update(init_tables(k_tables, num_train, num_classes, cfg.init_std))
+        stats = init_sample_stats(num_train, table_start_step(cfg, steps_per_epoch))
     return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(cfg, steps_per_epoch),
-                             batch_stats=variables.get("batch_stats", {}), rng=k_run, norm=norm)
+                             batch_stats=variables.get("batch_stats", {}), rng=k_run, norm=norm, sample_stats=stats)
+
+
+def table_start_step(cfg: Config, steps_per_epoch: int) -> int:
+    """The first optimizer step with lr_u > 0 (the end of ``uv_warmup_epochs``, rounded to
+    whole steps as :func:`make_optimizer` does); :data:`~sopjax.core.tables.NEVER` when lr_u is 0."""
+    return int(round(cfg.uv_warmup_epochs * steps_per_epoch)) if cfg.lr_u > 0 else NEVER
