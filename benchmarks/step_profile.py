@@ -15,7 +15,9 @@ authors' PreActResNet18, the SOP loss, backward, SGD).
   of its source (``input``, ``tables``, ``loss``, ``optimizer`` in :mod:`sopjax.trainers.step`,
   flax's ``bn*`` module names). A convolution under ``transpose(…)`` is a backward one: the
   weight gradient if its output has a kernel's shape, else the input gradient. "host and
-  gaps" is the step's wall time outside every executed instruction (dispatch, waiting).
+  gaps" is the step's wall time outside every traced instruction (dispatch, waiting); with
+  ``--xla_cpu_experimental_ynn_fusion_type=dot`` (sopjax's default) it also holds the
+  convolutions, which XLA then runs as library calls that emit no trace events.
 - PyTorch: ``torch.profiler``; each operator's self time goes to the class of its nearest
   classified ancestor (``aten::convolution``, ``ConvolutionBackward0``, batch norm,
   ``Optimizer.step``, the ``input`` block, indexing of u, v, copies); "host and gaps" is the
@@ -70,7 +72,7 @@ def parse_hlo(text: str) -> tuple[dict, dict]:
         m = line_re.match(line)
         if not m:
             continue
-        calls = re.search(r"calls=%?([\w.\-]+)", line)
+        calls = re.search(r"(?:calls|to_apply)=%?([\w.\-]+)", line)
         op = re.search(r'op_name="([^"]+)"', line)
         ins = Instr(m.group(4), m.group(3), op.group(1) if op else "", calls.group(1) if calls else None,
                     bool(m.group(1)))
@@ -101,7 +103,10 @@ def classify_jax(name: str, instrs: dict, comps: dict) -> str:
     root = next((i for i in inner if i.root), ins)
     if root.opcode in ("copy", "transpose"):
         return "copies/transposes"
-    path = root.op_name or ins.op_name
+    # A reduction that XLA split in two (reduce-window, then reduce) keeps its source only in
+    # the reducer's body: look there when the fusion's own instructions carry none.
+    regions = [j for i in inner if i.calls for j in comps.get(i.calls, [])]
+    path = root.op_name or ins.op_name or next((i.op_name for i in [*inner, *regions] if "/" in i.op_name), "")
     for scope, cls in (("/input/", "input (gather, crop, flip)"), ("tables", "tables (u, v gather/scatter)"),
                        ("/loss/", "loss"), ("optimizer", "optimizer update")):
         if scope in path + "/":

@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import importlib
 
+from sopjax.infra import xla_flags as _xla_flags
+
 __version__ = "0.2.0"
+
+# Before JAX creates its backend: the XLA:CPU flags that make the training step fast
+# (sopjax/infra/xla_flags.py; SOPJAX_XLA_DEFAULTS=0 keeps XLA's own defaults).
+_xla_flags.apply_defaults()
 
 # name -> module that defines it
 _EXPORTS = {

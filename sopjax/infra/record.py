@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import orbax.checkpoint
 
+from sopjax.infra import xla_flags
 from sopjax.infra.errors import RunDirError, warn
 from sopjax.infra.jsonio import atomic_write, dumps
 
@@ -25,10 +26,10 @@ LR_FIELDS = ("lr", "lr_u", "lr_v")
 
 
 def versions() -> dict:
-    """Versions of the libraries a run's numbers depend on, and JAX's backend."""
+    """Versions of the libraries a run's numbers depend on, JAX's backend and the XLA flags in force."""
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
             "optax": optax.__version__, "orbax-checkpoint": orbax.checkpoint.__version__,
-            "numpy": np.__version__, "backend": jax.default_backend()}
+            "numpy": np.__version__, "backend": jax.default_backend(), "xla_flags": xla_flags.in_force()}
 
 
 def read_json(p: pathlib.Path) -> dict:
