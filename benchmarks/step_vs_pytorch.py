@@ -170,6 +170,8 @@ def measure(base: config_lib.Config, width: float, dtype: str, x, y, steps: int,
     cfg = dataclasses.replace(base, width=width, dtype=dtype)
     runners = {"jax": jax_runner(cfg, x, y), **{f"torch/{t}t": torch_runner(cfg, x, y, t) for t in threads}}
     best = interleaved(runners, steps, rounds)
+    if not threads:
+        return best
     fastest = min(threads, key=lambda t: best[f"torch/{t}t"])
     return {**best, "torch": best[f"torch/{fastest}t"], "torch_threads": fastest}
 
@@ -196,6 +198,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, help="steps per timed round (default: 8, 3, 2 at widths 1/8, 1/2, 1)")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per runner; the best is kept")
     ap.add_argument("--torch-threads", default="1,2", help="thread counts to time the twin on; its fastest is compared")
+    ap.add_argument("--no-torch", action="store_true", help="time the JAX step only (e.g. to compare XLA_FLAGS)")
     a = ap.parse_args(argv)
     import torch
 
@@ -207,13 +210,15 @@ def main(argv=None):
     for width in (float(w) for w in a.widths.split(",")):
         steps = a.steps or DEFAULT_STEPS.get(width, 2)
         for dtype in a.dtypes.split(","):
-            best = measure(base, width, dtype, x, y, steps, a.rounds, [int(t) for t in a.torch_threads.split(",")])
+            threads = [] if a.no_torch else [int(t) for t in a.torch_threads.split(",")]
+            best = measure(base, width, dtype, x, y, steps, a.rounds, threads)
             rows.append({"width": width, "dtype": dtype, **best})
             print(f"  width {width:g} {dtype}: " + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in best.items()
                                                           if k.startswith(("jax", "torch/"))), flush=True)
     print(f"\nbatch {a.batch_size}, {a.rounds} interleaved rounds, best round; load average "
           f"{os.getloadavg()[0]:.2f} at end\n")
-    print_table(rows, a.batch_size)
+    if not a.no_torch:
+        print_table(rows, a.batch_size)
 
 
 if __name__ == "__main__":
