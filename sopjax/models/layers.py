@@ -37,6 +37,43 @@ def conv(features, kernel, dtype, strides=1, padding=0, name=None):
                    param_dtype=jnp.float32, kernel_init=torch_kernel_init, name=name)
 
 
+def _batch_stats(xf):
+    axes = tuple(range(xf.ndim - 1))
+    mean = jnp.mean(xf, axes)
+    return mean, jnp.mean(jnp.square(xf - mean), axes)
+
+
+@jax.custom_vjp
+def normalize(x, scale, bias, epsilon):
+    """Training-mode BatchNorm of ``x`` (..., C) with its own batch statistics: ``(x − mean) /
+    √(var + ε) · scale + bias``, statistics reduced in float32, output in ``x.dtype``.
+
+    Its gradient is the closed form (two per-channel sums, one elementwise pass); in bfloat16
+    XLA:CPU runs it faster than the autodiff of the same expression (docs/speed.md)."""
+    return _normalize_fwd(x, scale, bias, epsilon)[0]
+
+
+def _normalize_fwd(x, scale, bias, epsilon):
+    xf = x.astype(jnp.float32)
+    mean, var = _batch_stats(xf)
+    rstd = jax.lax.rsqrt(var + epsilon)
+    mul = scale * rstd
+    y = x * mul.astype(x.dtype) + (bias - mean * mul).astype(x.dtype)
+    return y, (x, mean, rstd, scale, epsilon)
+
+
+def _normalize_bwd(res, dy):
+    x, mean, rstd, scale, epsilon = res
+    axes, n = tuple(range(x.ndim - 1)), x.size // x.shape[-1]
+    dyf, xhat = dy.astype(jnp.float32), (x.astype(jnp.float32) - mean) * rstd
+    dbias, dscale = jnp.sum(dyf, axes), jnp.sum(dyf * xhat, axes)
+    dx = (scale * rstd / n) * (n * dyf - dbias - xhat * dscale)
+    return dx.astype(x.dtype), dscale, dbias, jnp.zeros_like(epsilon)
+
+
+normalize.defvjp(_normalize_fwd, _normalize_bwd)
+
+
 class BatchNorm(nn.Module):
     """PyTorch's ``BatchNorm2d`` over the last axis, as the authors trained with it.
 
@@ -63,13 +100,16 @@ class BatchNorm(nn.Module):
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            xf, axes, n = x.astype(jnp.float32), tuple(range(x.ndim - 1)), x.size // C
-            mean = jnp.mean(xf, axes)
-            var = jnp.mean(jnp.square(xf - mean), axes)
+            mean, var = _batch_stats(x.astype(jnp.float32))
             if not self.is_initializing():
-                m = self.momentum
-                ra_mean.value = (1.0 - m) * ra_mean.value + m * mean
-                ra_var.value = (1.0 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
+                m, n = self.momentum, x.size // C
+                ra_mean.value = (1.0 - m) * ra_mean.value + m * jax.lax.stop_gradient(mean)
+                ra_var.value = (1.0 - m) * ra_var.value + m * jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
+            if jnp.dtype(self.dtype) != jnp.float32:
+                # bfloat16: the closed-form gradient converts once per layer where autodiff's
+                # converts at every term; 1.2x faster step at width 1/2 on a CPU, no gain in
+                # float32 (docs/speed.md). XLA computes the statistics once for both uses.
+                return normalize(x.astype(self.dtype), scale, bias, jnp.float32(self.epsilon))
         mul = scale * jax.lax.rsqrt(var + self.epsilon)
         return x.astype(self.dtype) * mul.astype(self.dtype) + (bias - mean * mul).astype(self.dtype)
 

@@ -98,3 +98,23 @@ def test_batchnorm_running_stats_follow_pytorch():
 def test_unknown_arch_raises():
     with pytest.raises(ValueError, match="preact_resnet18_he"):
         models.make_model("resnet50", 10)
+
+
+def test_batchnorm_closed_form_gradient_equals_autodiff_of_its_formula():
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    x = jax.random.normal(k[0], (8, 5, 5, 6)) * 3 + 1
+    scale, bias, w = jax.random.normal(k[1], (6,)), jax.random.normal(k[2], (6,)), jax.random.normal(k[3], x.shape)
+
+    def formula(x, scale, bias):
+        mean = x.mean((0, 1, 2))
+        var = jnp.square(x - mean).mean((0, 1, 2))
+        return (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias
+
+    def grads(fn):  # a loss whose gradient reaches every term of the backward pass
+        return jax.grad(lambda *a: jnp.sum(jnp.sin(fn(*a)) * w), (0, 1, 2))(x, scale, bias)
+
+    ours = lambda x, s, b: layers.normalize(x, s, b, jnp.float32(1e-5))
+    np.testing.assert_allclose(ours(x, scale, bias), formula(x, scale, bias), atol=2e-6)
+    for mine, ref in zip(grads(ours), grads(formula)):
+        np.testing.assert_allclose(mine, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
+    assert layers.normalize(x.astype(jnp.bfloat16), scale, bias, jnp.float32(1e-5)).dtype == jnp.bfloat16
