@@ -26,7 +26,7 @@ import numpy as np
 
 from sopjax.configs import Config
 from sopjax.evaluators.plots import plot_fig1, plot_nc
-from sopjax.infra.jsonio import dumps
+from sopjax.infra.jsonio import atomic_path, atomic_write, dumps
 
 # The claims a CE-vs-SOP run is meant to show: thresholds are fractions.
 CE_MEMORIZES_AT_LEAST = 0.50
@@ -144,11 +144,14 @@ def read_history(run_path) -> list[dict]:
 
 
 def write_outputs(record: dict, workdir) -> None:
-    """comparison.json, comparison.md, fig1.png and (if NC was measured) neural_collapse.png."""
+    """comparison.md, fig1.png, (if NC was measured) neural_collapse.png and, last,
+    comparison.json (it marks the comparison finished), each written whole."""
     workdir = pathlib.Path(workdir)
-    (workdir / "comparison.json").write_text(dumps(record, indent=1))
-    (workdir / "comparison.md").write_text(record["markdown"])
-    plot_fig1(record).savefig(workdir / "fig1.png", dpi=110)
+    atomic_write(workdir / "comparison.md", record["markdown"])
+    with atomic_path(workdir / "fig1.png") as tmp:
+        plot_fig1(record).savefig(tmp, dpi=110)
     nc_fig = plot_nc(record)
     if nc_fig is not None:
-        nc_fig.savefig(workdir / "neural_collapse.png", dpi=100)
+        with atomic_path(workdir / "neural_collapse.png") as tmp:
+            nc_fig.savefig(tmp, dpi=100)
+    atomic_write(workdir / "comparison.json", dumps(record, indent=1))

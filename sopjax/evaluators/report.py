@@ -16,7 +16,7 @@ import numpy as np
 from sopjax.configs import Config
 from sopjax.core import losses
 from sopjax.evaluators import detection, plots
-from sopjax.infra.jsonio import dumps, strict
+from sopjax.infra.jsonio import atomic_path, atomic_write, dumps, strict
 from sopjax.infra.rundir import is_primary
 
 
@@ -77,7 +77,8 @@ def summarize(cfg: Config, labels, history: list, det: dict) -> dict:
 
 def finalize(cfg: Config, params: dict, probs: np.ndarray, arrays, history: list, path) -> dict:
     """Score, summarize and write the end-of-run files into ``path``; returns the summary.
-    In a multi-process run every process computes the summary and process 0 alone writes."""
+    In a multi-process run every process computes the summary and process 0 alone writes.
+    Each file is written whole (temporary file, then rename); summary.json comes last."""
     path = pathlib.Path(path)
     labels = arrays.labels
     scores = detection_scores(probs, labels.noisy, params)
@@ -85,9 +86,13 @@ def finalize(cfg: Config, params: dict, probs: np.ndarray, arrays, history: list
     if not is_primary():
         return strict(summary)
     primary = scores[summary["detection_primary"]]
-    np.savez(path / "noise_scores.npz", score=primary, ranking=detection.ranking(primary),
-             given_label=labels.noisy, score_name=np.array(summary["detection_primary"]))
-    (path / "summary.json").write_text(dumps(summary, indent=1))
-    plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {cfg.label_set}")
-    plots.detection_panel(primary, labels.is_wrong, path / "detection.png")
+    with atomic_path(path / "noise_scores.npz") as tmp:
+        np.savez(tmp, score=primary, ranking=detection.ranking(primary), given_label=labels.noisy,
+                 score_name=np.array(summary["detection_primary"]))
+    with atomic_path(path / "training_curves.png") as tmp:
+        plots.training_panel(history, tmp, title=f"{cfg.method} on {cfg.label_set}")
+    with atomic_path(path / "detection.png") as tmp:
+        plots.detection_panel(primary, labels.is_wrong, tmp)
+    # Last, and whole or not at all: summary.json marks the run as finished (sopjax.infra.runstate).
+    atomic_write(path / "summary.json", dumps(summary, indent=1))
     return strict(summary)

@@ -85,6 +85,20 @@ def merge_resume(path, old: dict, record: dict, allow_lr_change: bool, last_epoc
     return old
 
 
+def check_finished(path, old: dict, record: dict, allow_lr_change: bool) -> None:
+    """Check a re-run of the finished run ``old`` (config.json) against ``record``: the same
+    config and data, or RunDirError. New learning rates are refused even with
+    ``allow_lr_change``: they would train nothing, yet be recorded as a change."""
+    before, now = effective_config(old), json.loads(dumps(record["config"]))
+    _check_same_config(path, before, now, allow_lr_change=True)
+    changed = [k for k in LR_FIELDS if before.get(k) != now.get(k)]
+    if changed:
+        what = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise RunDirError(f"{path} holds a finished run of {before.get('epochs')} epochs; new learning rates ({what}) "
+                          "would train nothing. Re-run with the recorded rates, or use a new --workdir")
+    _check_same_data(path, old, record)
+
+
 def write_record(path: pathlib.Path, record: dict, allow_lr_change: bool, steps: list[int]) -> str | None:
     """Write or update ``path/config.json`` given the run's checkpoint ``steps``; returns its
     previous text (None if there was none)."""

@@ -99,7 +99,8 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     metrics are measured after every epoch. Writes the run directory described in
     :mod:`sopjax.infra.rundir` and :mod:`sopjax.evaluators.report`. Returns the summary
     dict, or None when ``stop_after_epochs`` ended this call early (as a preemption would;
-    call again to resume). ``callbacks``: :class:`~sopjax.trainers.loop.Callback` hooks.
+    call again to resume). A ``workdir`` whose run had finished is left untouched and its
+    stored summary returned. ``callbacks``: :class:`~sopjax.trainers.loop.Callback` hooks.
 
     Checks the config and the data before writing anything; the run directory is locked
     while in use. ``allow_lr_change``: resume a run with new lr, lr_u, lr_v (recorded).
@@ -113,6 +114,8 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     model = model or build_model(cfg, arrays.num_classes)
     state = create_train_state(cfg, model, arrays.x_train, N, arrays.num_classes, spe)
     with RunDir.open(workdir, config_record(cfg, arrays, N, spe, extra_config), allow_lr_change) as run:
+        if run.finished:
+            return run.finished_summary()
         state = run.restore(parallel.place_state(state, N))
         writer = MetricWriter(run.metrics_path, echo=progress or log_epochs)
         task, devs = _task(cfg, arrays, run, writer, spe)

@@ -41,8 +41,8 @@ from sopjax.data import folder
 from sopjax.data.folder import FolderData, ImageList
 from sopjax.evaluators import detection, plots
 from sopjax.evaluators.predict import EVAL_BATCH, normalize
-from sopjax.infra import parallel
-from sopjax.infra.jsonio import dumps, strict
+from sopjax.infra import memory, parallel
+from sopjax.infra.jsonio import atomic_path, atomic_write, dumps, strict
 from sopjax.infra.metrics import MetricWriter
 from sopjax.infra.provenance import code_version
 from sopjax.infra.record import versions
@@ -165,15 +165,45 @@ def finish(cfg: Config, state, data: FolderData, history: list, path) -> dict:
     path = pathlib.Path(path)
     if "u" in params:
         score = np.asarray(losses.noise_score(params["u"], params["v"], data.train.labels))
-        np.savez(path / "noise_scores.npz", score=score, ranking=detection.ranking(score),
-                 given_label=data.train.labels, score_name=np.array("sop_uv"))
-    (path / "summary.json").write_text(dumps(summary, indent=1))
-    plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {data.sources['label_file']}")
+        with atomic_path(path / "noise_scores.npz") as tmp:
+            np.savez(tmp, score=score, ranking=detection.ranking(score), given_label=data.train.labels,
+                     score_name=np.array("sop_uv"))
+    with atomic_path(path / "training_curves.png") as tmp:
+        plots.training_panel(history, tmp, title=f"{cfg.method} on {data.sources['label_file']}")
+    atomic_write(path / "summary.json", dumps(summary, indent=1))  # last: it marks the run finished
     return summary
 
 
-def _check(cfg: Config, data: FolderData) -> int:
+def memory_estimate(cfg: Config, size: int, workers: int) -> tuple[float, float]:
+    """A lower bound, in bytes, of what training at ``size`` × ``size`` pixels takes: (host:
+    the decoded uint8 batches in flight, one per loader worker plus two; device: the float32
+    batch and the first layer, i.e. the first convolution's activations and their gradient,
+    or the MLP's first weight matrix with its gradient and momentum). Deeper layers add more."""
+    b, pixels = cfg.batch_size, float(size) * size
+    host = (workers + 2) * b * pixels * 3
+    if cfg.arch == "mlp":
+        first = 3 * pixels * 3 * max(8, int(512 * cfg.width)) * 4
+    else:
+        first = 2 * b * pixels * max(4, int(round(64 * cfg.width))) * 4
+    return host, b * pixels * 3 * 4 + first
+
+
+def check_memory(cfg: Config, size: int, workers: int) -> None:
+    """Raise :class:`sopjax.infra.memory.TooLarge` when :func:`memory_estimate` exceeds the
+    memory available (host and device together on a CPU)."""
+    host, dev = memory_estimate(cfg, size, workers)
+    what = f"training {cfg.arch} on {size}x{size} images in batches of {cfg.batch_size}"
+    fix = "lower --image-size or --batch-size"
+    if jax.default_backend() == "cpu":
+        memory.check_fits(host + dev, what, fix)
+    else:
+        memory.check_fits(host, what + " (host batches)", fix)
+        memory.check_fits(dev, what, fix, device=True)
+
+
+def _check(cfg: Config, data: FolderData, workers: int = 0) -> int:
     cfg.validate()
+    check_memory(cfg, data.image_size, workers)
     N, spe = len(data.train.paths), steps_per_epoch(cfg, len(data.train.paths))
     if spe < 1:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {N} training images; lower --batch-size")
@@ -206,13 +236,15 @@ def fit_stream(cfg: Config, data: FolderData, workdir, model=None, workers: int 
     """Train ``cfg`` on the folder ``data`` in ``workdir``, resuming from its newest checkpoint
     (TrainState and loader position). Returns the summary, or None when ``stop_after_epochs``
     ended this call early. Raises as :func:`sopjax.trainers.fit.fit` does."""
-    spe = _check(cfg, data)
+    spe = _check(cfg, data, workers)
     N, K = len(data.train.paths), data.num_classes
     model = model or build_model(cfg, K)
     example = np.zeros((1, data.image_size, data.image_size, 3), np.uint8)
     state = create_train_state(cfg, model, example, N, K, spe)
     check_workers(workdir, workers)
     with RunDir.open(workdir, config_record(cfg, data, spe, workers, extra_config), allow_lr_change) as run:
+        if run.finished:
+            return run.finished_summary()
         it = iter(train_loader(cfg, data, workers))
         state = run.restore(parallel.place_state(state, N), loader=it)
         writer = MetricWriter(run.metrics_path, echo=progress or log_epochs)
