@@ -26,6 +26,8 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
+from sopjax.infra.errors import DataError
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageList:
@@ -94,11 +96,16 @@ class Decode(grain.transforms.Map):
     size: int
 
     def map(self, rec):
-        with Image.open(rec["path"]) as im:
-            im = im.convert("RGB")
-            if im.size != (self.size, self.size):
-                im = im.resize((self.size, self.size), Image.BILINEAR)
-            return {"image": np.asarray(im, np.uint8), "index": rec["index"]}
+        try:
+            with Image.open(rec["path"]) as im:
+                im = im.convert("RGB")
+                if im.size != (self.size, self.size):
+                    im = im.resize((self.size, self.size), Image.BILINEAR)
+                return {"image": np.asarray(im, np.uint8), "index": rec["index"]}
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # Pillow's decode errors
+            raise DataError(f"cannot decode image {rec['path']} (line {int(rec['index']) + 1} of the list: "
+                            f"{type(e).__name__}: {e}); replace the file (the checkpoints stay valid), or "
+                            "remove its line and use a new --workdir") from None
 
 
 class RandomFlip(grain.transforms.RandomMap):
@@ -167,13 +174,13 @@ def load_folder(image_root, label_file, num_classes: int, image_size: int = 32, 
     lines. Raises ValueError naming the file, line and fix of a bad line or a bad setting."""
     if not image_root or not label_file:
         raise ValueError("a folder dataset needs both --image-root DIR and --label-file FILE")
-    for flag, path in (
-        ("--image-root", image_root),
-        ("--label-file", label_file),
-        ("--test-label-file", test_label_file),
-    ):
+    for flag, path, kind in (("--image-root", image_root, "folder"), ("--label-file", label_file, "file"),
+                             ("--test-label-file", test_label_file, "file")):
         if path is not None and not pathlib.Path(path).exists():
             raise ValueError(f"{flag} {path} does not exist; pass an existing path")
+        if path is not None and (pathlib.Path(path).is_dir() != (kind == "folder")):
+            raise ValueError(f"{flag} {path} is {'a file' if kind == 'folder' else 'a folder'}; pass a {kind}"
+                             + (" of '<path> <label>' lines" if kind == "file" else " of images"))
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(
             f"--num-classes must be an integer >= 2 with --label-file (e.g. 14 for Clothing1M), got {num_classes!r}"
