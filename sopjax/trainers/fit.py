@@ -20,7 +20,7 @@ from sopjax.infra.record import versions
 from sopjax.infra.rundir import RunDir
 from sopjax.pp.augment import epoch_batches
 from sopjax.trainers.loop import Callback, EpochTask, run_steps, train_epochs
-from sopjax.trainers.state import build_model, create_train_state, lr_schedule
+from sopjax.trainers.state import build_model, check_memory, create_train_state, lr_schedule
 from sopjax.trainers.step import StepSpec, device_step
 
 
@@ -66,6 +66,8 @@ def _prepare(cfg: Config, arrays: Arrays) -> tuple[Arrays, int]:
     per epoch). Raises ValueError naming the fix."""
     cfg.validate()
     arrays_lib.check_arrays(arrays)
+    if arrays.x_train.ndim == 4:  # images: a batch size whose activations cannot fit is refused here
+        check_memory(cfg, arrays.x_train.shape[1], 0)
     arrays = arrays_lib.split_validation(arrays, cfg.val_size, cfg.seed)
     spe = len(arrays.x_train) // cfg.batch_size
     if spe < 1:

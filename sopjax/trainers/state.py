@@ -13,6 +13,7 @@ from sopjax.core.optim import sop_optimizer, table_lr
 from sopjax.core.state import TrainState
 from sopjax.core.tables import init_tables
 from sopjax.data import constants
+from sopjax.infra import memory
 from sopjax.pp.augment import preprocess
 
 
@@ -64,3 +65,31 @@ def create_train_state(cfg: Config, model, example_x, num_train: int, num_classe
         params.update(init_tables(k_tables, num_train, num_classes, cfg.init_std))
     return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(cfg, steps_per_epoch),
                              batch_stats=variables.get("batch_stats", {}), rng=k_run, norm=norm)
+
+
+def memory_estimate(cfg: Config, size: int, host_batches: int) -> tuple[float, float]:
+    """A lower bound, in bytes, of what training at ``size`` × ``size`` pixels takes: (host:
+    ``host_batches`` decoded uint8 batches in flight, e.g. one per loader worker plus two;
+    device: the float32 batch and the first layer, i.e. the first convolution's activations
+    and their gradient, or the MLP's first weight matrix with its gradient and momentum).
+    Deeper layers add more."""
+    b, pixels = cfg.batch_size, float(size) * size
+    host = host_batches * b * pixels * 3
+    if cfg.arch == "mlp":
+        first = 3 * pixels * 3 * max(8, int(512 * cfg.width)) * 4
+    else:
+        first = 2 * b * pixels * max(4, int(round(64 * cfg.width))) * 4
+    return host, b * pixels * 3 * 4 + first
+
+
+def check_memory(cfg: Config, size: int, host_batches: int) -> None:
+    """Raise :class:`sopjax.infra.memory.TooLarge` (a ValueError) when :func:`memory_estimate`
+    exceeds the memory available (host and device together on a CPU)."""
+    host, dev = memory_estimate(cfg, size, host_batches)
+    what = f"training {cfg.arch} on {size}x{size} images in batches of {cfg.batch_size}"
+    fix = "lower --image-size or --batch-size"
+    if jax.default_backend() == "cpu":
+        memory.check_fits(host + dev, what, fix)
+    else:
+        memory.check_fits(host, what + " (host batches)", fix)
+        memory.check_fits(dev, what, fix, device=True)

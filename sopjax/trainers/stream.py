@@ -41,14 +41,14 @@ from sopjax.data import folder
 from sopjax.data.folder import FolderData, ImageList
 from sopjax.evaluators import detection, plots
 from sopjax.evaluators.predict import EVAL_BATCH, normalize
-from sopjax.infra import memory, parallel
+from sopjax.infra import parallel
 from sopjax.infra.jsonio import atomic_path, atomic_write, dumps, strict
 from sopjax.infra.metrics import MetricWriter
 from sopjax.infra.provenance import code_version
 from sopjax.infra.record import versions
 from sopjax.infra.rundir import RunDir, checkpoint_steps, is_primary
 from sopjax.trainers.loop import Callback, EpochTask, train_epochs
-from sopjax.trainers.state import build_model, create_train_state, lr_schedule
+from sopjax.trainers.state import build_model, check_memory, create_train_state, lr_schedule
 from sopjax.trainers.step import StepSpec, build_batch, train_step
 
 
@@ -174,36 +174,9 @@ def finish(cfg: Config, state, data: FolderData, history: list, path) -> dict:
     return summary
 
 
-def memory_estimate(cfg: Config, size: int, workers: int) -> tuple[float, float]:
-    """A lower bound, in bytes, of what training at ``size`` × ``size`` pixels takes: (host:
-    the decoded uint8 batches in flight, one per loader worker plus two; device: the float32
-    batch and the first layer, i.e. the first convolution's activations and their gradient,
-    or the MLP's first weight matrix with its gradient and momentum). Deeper layers add more."""
-    b, pixels = cfg.batch_size, float(size) * size
-    host = (workers + 2) * b * pixels * 3
-    if cfg.arch == "mlp":
-        first = 3 * pixels * 3 * max(8, int(512 * cfg.width)) * 4
-    else:
-        first = 2 * b * pixels * max(4, int(round(64 * cfg.width))) * 4
-    return host, b * pixels * 3 * 4 + first
-
-
-def check_memory(cfg: Config, size: int, workers: int) -> None:
-    """Raise :class:`sopjax.infra.memory.TooLarge` when :func:`memory_estimate` exceeds the
-    memory available (host and device together on a CPU)."""
-    host, dev = memory_estimate(cfg, size, workers)
-    what = f"training {cfg.arch} on {size}x{size} images in batches of {cfg.batch_size}"
-    fix = "lower --image-size or --batch-size"
-    if jax.default_backend() == "cpu":
-        memory.check_fits(host + dev, what, fix)
-    else:
-        memory.check_fits(host, what + " (host batches)", fix)
-        memory.check_fits(dev, what, fix, device=True)
-
-
 def _check(cfg: Config, data: FolderData, workers: int = 0) -> int:
     cfg.validate()
-    check_memory(cfg, data.image_size, workers)
+    check_memory(cfg, data.image_size, workers + 2)
     N, spe = len(data.train.paths), steps_per_epoch(cfg, len(data.train.paths))
     if spe < 1:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {N} training images; lower --batch-size")
