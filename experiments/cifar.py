@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import sys
 import time
 
 import jax
@@ -291,4 +290,4 @@ def run_folder(args, cfg: Config, preset: str, why: str, changes: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

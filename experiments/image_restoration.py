@@ -37,7 +37,6 @@ import hashlib
 import math
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -247,4 +246,4 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

@@ -34,7 +34,6 @@ import datetime
 import functools
 import json
 import pathlib
-import sys
 import time
 
 import cvxpy as cp
@@ -204,6 +203,8 @@ def dop_descent(Y, L_star, alpha, cfg: GDConfig, use_s: bool = True):
 
 # --------------------------------------------------------------------------- convex baselines
 
+SCS_SIGINT = -5  # SCS's status after it caught a Ctrl-C (scs.SIGINT)
+
 
 class ConvexRPCA:
     """Principal component pursuit ``min ‖L‖_* + λ‖S‖₁ s.t. L + S = Y`` (Candès et al. 2009) in CVXPY.
@@ -230,7 +231,10 @@ class ConvexRPCA:
     def solve(self, Y: np.ndarray, lam: float):
         self.Y.value, self.lam.value = np.asarray(Y, np.float64), float(lam)
         try:
-            self.problem.solve(solver=self.solver)
+            if self.solver == "SCS":
+                self._solve_scs()
+            else:
+                self.problem.solve(solver=self.solver)
             status = self.problem.status
         except Exception as e:  # a solver failure is a failed cell, never a result
             status = f"solver_error: {type(e).__name__}"
@@ -238,6 +242,17 @@ class ConvexRPCA:
             nan = np.full((self.n, self.n), np.nan)
             return nan, nan, status
         return np.asarray(self.L.value), np.asarray(self.S.value), status
+
+
+    def _solve_scs(self) -> None:
+        """SCS catches Ctrl-C itself and reports a failed solve, which would hide the
+        interruption as a failed cell; solved in CVXPY's documented steps (get_problem_data,
+        solve_via_data, unpack_results) to see SCS's raw status. Raises KeyboardInterrupt."""
+        data, chain, inverse = self.problem.get_problem_data("SCS")
+        raw = chain.solve_via_data(self.problem, data, True, False, {})  # warm start, as solve() does
+        if raw.get("info", {}).get("status_val") == SCS_SIGINT:
+            raise KeyboardInterrupt
+        self.problem.unpack_results(raw, chain, inverse)
 
 
 def ialm_rpca(Y: np.ndarray, lam: float, tol: float = 1e-9, max_iter: int = 5000, rho: float = 1.1):
@@ -556,4 +571,4 @@ def _report(rec: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

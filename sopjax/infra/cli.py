@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import errno
 import logging
+import os
 import signal
 import sys
 import threading
@@ -79,6 +80,18 @@ def interrupted_code(e: KeyboardInterrupt, line: str) -> int:
     term = isinstance(e, Terminated)
     print(f"{'terminated (SIGTERM)' if term else 'interrupted (Ctrl-C)'}; {line}", file=sys.stderr, flush=True)
     return 143 if term else 130
+
+
+def exit(code: int) -> None:
+    """End the process with ``code`` (a ``__main__``'s last call). After an interruption (130,
+    143) skip the interpreter's teardown: with XLA or a solver stopped mid-call it can crash
+    (SIGSEGV) after the one line was printed; every file is whole by then (written through a
+    rename, temporary files removed as the interruption unwound)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code in (130, 143):
+        os._exit(code)
+    sys.exit(code)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import pickle
 import shutil
 import signal
 import socket
+import threading
 import time
 import zipfile
 
@@ -350,3 +351,19 @@ def test_sigterm_during_training_is_one_line_exit_143_and_resumes(tmp_path, run_
     monkeypatch.setattr(rundir.RunDir, "save", save)
     assert run_cli("--label-set", "worst", "--method", "sop", "--workdir", tmp_path / "w", data_dir=d)[0] == 0
     assert [r["epoch"] for r in _strict_lines(tmp_path / "w" / "metrics.jsonl")] == [1, 2]
+
+
+def test_ctrl_c_during_an_scs_solve_is_not_swallowed():
+    """Was: SCS caught Ctrl-C itself, the cell was recorded as a failed solve and the run went
+    on to exit 0."""
+    P = mr.make_problem(100, 2, 0.1, 0)
+    prog = mr.ConvexRPCA(100, "SCS")
+    prog.solve(P.Y, 0.1)  # compiles the problem: the next call spends its time inside SCS
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            prog.solve(P.Y * 1.5, 0.05)
+            time.sleep(5)  # a missed signal would still arrive here; a swallowed one never
+    finally:
+        timer.cancel()
