@@ -47,13 +47,14 @@ def effective_config(record: dict) -> dict:
     return cfg
 
 
-def _check_same_config(path, old: dict, new: dict, allow_lr_change: bool) -> None:
+def _check_same_config(path, old: dict, new: dict, allow_lr_change: bool, finished: bool = False) -> None:
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if allow_lr_change:
         diff = [k for k in diff if k not in LR_FIELDS]
     if diff:
         what = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
-        hint = " (or add --allow-lr-change to resume with new learning rates)" if set(diff) <= set(LR_FIELDS) else ""
+        lr_only = set(diff) <= set(LR_FIELDS) and not finished
+        hint = " (or add --allow-lr-change to resume with new learning rates)" if lr_only else ""
         raise RunDirError(f"{path} holds a run with a different config ({what}); use a new --workdir{hint}, "
                           "or delete it to start over")
 
@@ -90,7 +91,7 @@ def check_finished(path, old: dict, record: dict, allow_lr_change: bool) -> None
     config and data, or RunDirError. New learning rates are refused even with
     ``allow_lr_change``: they would train nothing, yet be recorded as a change."""
     before, now = effective_config(old), json.loads(dumps(record["config"]))
-    _check_same_config(path, before, now, allow_lr_change=True)
+    _check_same_config(path, before, now, allow_lr_change, finished=True)
     changed = [k for k in LR_FIELDS if before.get(k) != now.get(k)]
     if changed:
         what = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
