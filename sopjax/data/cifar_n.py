@@ -56,7 +56,7 @@ def _int_labels(path, key, v) -> np.ndarray:
     outside int32, or anything but a 1-D array."""
     a = np.asarray(v)
     if a.dtype.kind not in "iu" or a.ndim != 1:
-        raise DataError(f"{path}: {key} is a {a.dtype} array of shape {a.shape}, not 1-D integer labels; "
+        raise DataError(f"{path}: {key} is an array of dtype {a.dtype} and shape {a.shape}, not 1-D integer labels; "
                         "download the official file again")
     if a.size and (a.min() < 0 or a.max() > np.iinfo(np.int32).max):
         raise DataError(f"{path}: {key} holds labels outside [0, 2**31) (min {a.min()}, max {a.max()}); "

@@ -26,6 +26,7 @@ from experiments import image_restoration as ir
 from sopjax.data import cifar as data
 from sopjax.data import cifar_n, decode_cache
 from sopjax.data import folder as folder_lib
+from sopjax.evaluators import comparison
 from sopjax.infra import distributed, errors, memory, rundir
 from sopjax.trainers import multirun
 from tests.experiments.test_reliability import CLI_BASE, _cfg, _fit, _strict_lines, _synthetic
@@ -367,3 +368,17 @@ def test_ctrl_c_during_an_scs_solve_is_not_swallowed():
             time.sleep(5)  # a missed signal would still arrive here; a swallowed one never
     finally:
         timer.cancel()
+
+
+def test_comparison_on_labels_without_wrong_ones_reports_na_instead_of_crashing():
+    """Was: --compare ce,sop on a label set with no wrong (or no clean) label trained both
+    methods, then exited 1 with an internal TypeError (None compared with a float)."""
+    from tests.evaluators.test_comparison import _summary
+
+    s = {"ce": _summary("ce", 0.40, None, None), "sop": _summary("sop", 0.45, None, None, float("nan"))}
+    s["sop"]["detection"]["sop_uv"]["auroc"] = None
+    claims = comparison.checks(s)
+    assert [c["holds"] for c in claims] == [None, None, True, None]
+    text = comparison.markdown(["ce", "sop"], comparison.table_rows(s), claims)
+    assert "| CE memorizes ≥ 50% of the wrong labels | n/a | 0.5000 | n/a |" in text
+    assert "| 0.0500 | 0.0300 | yes |" in text
