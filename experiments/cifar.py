@@ -228,7 +228,7 @@ def run_seeds(args, cfg: Config, preset: str, why: str) -> int:
     """``--seeds``: the runs side by side on one device (:mod:`sopjax.trainers.multirun`), one directory each."""
     cfgs = [flags.with_seed(cfg, s) for s in args.seeds]  # checked as --seed is (2**32 would wrap to 0)
     base = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}{_suffix(cfg)}"
-    workdirs = [check_writable(f"{base}-s{s}") for s in args.seeds]  # before the data are loaded
+    workdirs = [str(check_writable(f"{base}-s{s}")) for s in args.seeds]  # before the data are loaded
     loaded = [load_arrays(c, args) for c in cfgs]
     print(f"layout: {len(cfgs)} runs side by side (jax.vmap over the train step, one compile, one copy of the "
           f"images) on {jax.devices()[0].platform}; run directories {', '.join(workdirs)}")

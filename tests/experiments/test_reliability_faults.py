@@ -28,7 +28,6 @@ from sopjax.data import cifar_n, decode_cache
 from sopjax.data import folder as folder_lib
 from sopjax.evaluators import comparison
 from sopjax.infra import distributed, errors, memory, rundir
-from sopjax.trainers import multirun
 from tests.experiments.test_reliability import CLI_BASE, _cfg, _fit, _strict_lines, _synthetic
 from tests.tiny_data import tiny_cifar
 from theory import matrix_recovery as mr
@@ -184,13 +183,14 @@ def test_image_restoration_alpha_is_checked_and_named_in_the_legend(tmp_path, ca
 
 
 @pytest.mark.slow
-def test_runs_side_by_side_honour_test_subset(tmp_path):
+def test_runs_side_by_side_honour_test_subset(tmp_path, run_cli):
     """Was: --seeds measured the whole test set every epoch whatever --test-subset said."""
-    cfgs = [_cfg(epochs=2, test_subset=16, seed=s) for s in (0, 1)]
-    arrays = _synthetic()
-    multirun.fit_many(cfgs, [arrays, arrays], [tmp_path / "a", tmp_path / "b"], echo=False)
-    for wd in ("a", "b"):
-        assert [r["test_size"] for r in _strict_lines(tmp_path / wd / "metrics.jsonl")] == [16, 64]
+    d = tiny_cifar(tmp_path / "data")
+    rc, err = run_cli("--seeds", "0,1", "--test-subset", "8", "--method", "sop", "--label-set", "worst",
+                      "--workdir", tmp_path / "w", data_dir=d)
+    assert rc == 0, err
+    for s in (0, 1):  # the last epoch is measured on the whole test set (16 images)
+        assert [r["test_size"] for r in _strict_lines(tmp_path / f"w-s{s}" / "metrics.jsonl")] == [8, 16]
 
 
 # -------------------------------------------------------------- false records
