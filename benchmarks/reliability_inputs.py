@@ -206,6 +206,18 @@ def replot(text: str):
     return check
 
 
+def training_kill(tmp):
+    """kill -9 right after epoch 1's line: no message is possible; the same command must resume."""
+    tiny_cifar(tmp / "data")
+    cmd = [*TRAIN, "--epochs", "3", "--data-dir", tmp / "data", "--workdir", tmp / "w"]
+    r = run_signalled(cmd, tmp, signal.SIGKILL, "epoch 1/3")
+    again = run(cmd, tmp)
+    epochs = [json.loads(x)["epoch"] for x in (tmp / "w" / "metrics.jsonl").read_text().splitlines()]
+    if again.rc == 0 and epochs == [1, 2, 3] and (tmp / "w" / "summary.json").exists():
+        return "correct", f"killed (exit {r.rc}); the same command resumed to epochs {epochs}"
+    return ("loss", f"resume: exit {again.rc}, epochs {epochs}") if again.rc in (0, 2) else refusal(again)
+
+
 MEM = dict(limit_memory=True)
 SIZE = [
     Case("Z1", "size", "matrix_recovery --part phase --n 3000", cli_refused([*MR, "--part", "phase", "--n", "3000",
@@ -263,5 +275,6 @@ UNCLEAR = [
     Case("U19", "unclear", "training SIGTERM after epoch 1, then the same command", training_signal(signal.SIGTERM,
                                                                                                     143)),
     Case("U20", "unclear", "training Ctrl-C after epoch 1, then the same command", training_signal(signal.SIGINT, 130)),
+    Case("U21", "unclear", "training kill -9 after epoch 1, then the same command", training_kill),
 ]
 CASES = SILENT + SIZE + UNCLEAR
