@@ -7,7 +7,10 @@ NAME: none (nothing reverted: must pass), bn_momentum (PyTorch's 0.1 read as the
 the old statistics), bn_biased_var (flax's BatchNorm: biased running variance),
 wd_decoupled (weight decay outside the momentum trace), shortcut_x (He et al.'s identity
 shortcut from x), no_sg_v2 (V² not stopped in p̂), kl_reversed (KL(p_strong ‖ sg(p_weak))),
-schedule_per_step (cosine per step instead of PyTorch's per-epoch CosineAnnealingLR).
+schedule_per_step (cosine per step instead of PyTorch's per-epoch CosineAnnealingLR),
+strong_weak_constants (SOP+'s strong view normalized with the weak view's constants),
+val_holdout (the validation images held out of training), asym_clean (CIFAR-10 asym flipped
+on the clean labels).
 Each revert monkeypatches one function in this process, so no source file is edited.
 """
 import sys
@@ -19,6 +22,7 @@ import pytest
 
 from sopjax import models
 from sopjax.core import losses, optim
+from sopjax.data import arrays, constants, noise
 from sopjax.models import layers, resnet
 from sopjax.trainers import state as tstate
 
@@ -55,6 +59,16 @@ elif which == "kl_reversed":    # KL(p_strong ‖ sg(p_weak))
 elif which == "schedule_per_step":
     cosine = lambda cfg, spe: optax.cosine_decay_schedule(cfg.lr, cfg.epochs * spe, alpha=cfg.lr_min / cfg.lr)
     tstate.lr_schedule = cosine
+elif which == "strong_weak_constants":
+    def strong_norm(cfg):
+        mean, std = constants.normalization_stats(cfg.dataset)
+        return {"strong_mean": jnp.asarray(mean), "strong_std": jnp.asarray(std)}
+    tstate.strong_norm = strong_norm
+elif which == "val_holdout":
+    split = arrays.split_validation
+    arrays.split_validation = lambda a, size, seed, holdout=False: split(a, size, seed, True)
+elif which == "asym_clean":
+    noise.asymmetric_cifar10 = noise.asymmetric_cifar10_clean
 elif which != "none":
     raise SystemExit(f"unknown revert {which}")
 sys.exit(pytest.main(["tests/parity", "-q", "-p", "no:warnings", "-p", "no:cacheprovider"]))

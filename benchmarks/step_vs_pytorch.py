@@ -48,33 +48,45 @@ TORCH_THREADS = (1, 2)
 # ------------------------------------------------------------------------------- JAX
 
 
-def jax_runner(cfg: config_lib.Config, x: np.ndarray, y: np.ndarray):
-    """run(n) -> seconds for n steps of :func:`sopjax.train.device_step`, one jitted call per
-    batch as ``train_epoch`` runs them, continuing from where the last call stopped."""
+def setup(batch_size: int = 128):
+    """(the ``quick`` preset's SOP config at ``batch_size``, x (N, 32, 32, 3) uint8, y (N,) int32)."""
+    base = dataclasses.replace(config_lib.PRESETS["quick"], method="sop", batch_size=batch_size)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (N_TRAIN, 32, 32, 3), dtype=np.uint8)
+    return base, x, rng.integers(0, K, N_TRAIN).astype(np.int32)
+
+
+def jax_runner(cfg: config_lib.Config, x: np.ndarray, y: np.ndarray, keep: bool = False):
+    """run(n) -> seconds for n steps of :func:`sopjax.trainers.step.device_step`, one jitted call
+    per batch as the epoch loop runs them, continuing from where the last call stopped.
+    ``keep``: return (run, box) with box holding the state, data and batch order."""
     model = tstate.build_model(cfg, K)
-    box = {"state": tstate.create_train_state(cfg, model, x, len(x), K, len(x) // cfg.batch_size), "i": 0}
-    data = (jax.device_put(x), jax.device_put(y))
-    order = pipeline.epoch_batches(box["state"].rng, 0, len(x), cfg.batch_size)
+    spec = step_lib.StepSpec.from_config(cfg)
+    box = {"state": tstate.create_train_state(cfg, model, x, len(x), K, len(x) // cfg.batch_size), "i": 0,
+           "data": (jax.device_put(x), jax.device_put(y))}
+    box["order"] = pipeline.epoch_batches(box["state"].rng, 0, len(x), cfg.batch_size)
 
     def run(n):
         t = time.perf_counter()
         for _ in range(n):
-            box["state"], m = step_lib.device_step(
-                box["state"], order[box["i"] % len(order)], data, step_lib.StepSpec.from_config(cfg)
-            )
+            box["state"], m = step_lib.device_step(box["state"], box["order"][box["i"] % len(box["order"])],
+                                                   box["data"], spec)
             box["i"] += 1
         jax.block_until_ready((box["state"], m))
         return time.perf_counter() - t
 
-    return run
+    return (run, box) if keep else run
 
 
 # --------------------------------------------------------------------------- PyTorch
 
 
-def torch_runner(cfg: config_lib.Config, x: np.ndarray, y: np.ndarray, threads: int):
+def torch_runner(cfg: config_lib.Config, x: np.ndarray, y: np.ndarray, threads: int, labelled: bool = False):
     """run(n) -> seconds for n steps of the twin (same data, batch, augmentation, loss and
-    optimizers) on ``threads`` intra-op threads."""
+    optimizers) on ``threads`` intra-op threads. ``labelled``: the input pipeline runs in a
+    ``torch.profiler.record_function("input")`` block (:mod:`benchmarks.step_profile`)."""
+    import contextlib
+
     import torch
 
     from benchmarks import torch_twin
@@ -89,8 +101,9 @@ def torch_runner(cfg: config_lib.Config, x: np.ndarray, y: np.ndarray, threads: 
     autocast = cfg.dtype == "bfloat16"
 
     def one_step():
-        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
-        xb = (_crop_flip(x_all[idx], gen).float() / 255.0 - mean) / std
+        with torch.profiler.record_function("input") if labelled else contextlib.nullcontext():
+            idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
+            xb = (_crop_flip(x_all[idx], gen).float() / 255.0 - mean) / std
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             twin.step("sop", xb, y_all[idx], idx)
 
@@ -186,10 +199,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import torch
 
-    base = dataclasses.replace(config_lib.PRESETS["quick"], method="sop", batch_size=a.batch_size)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (N_TRAIN, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, K, N_TRAIN).astype(np.int32)
+    base, x, y = setup(a.batch_size)
     print(f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
           f"load average {os.getloadavg()[0]:.2f} at start")

@@ -1,8 +1,10 @@
 """A PyTorch twin of the SOP authors' training: their PreActResNet18, the CE, SOP and SOP+ losses,
-and their optimizers, for the step-level parity test (tests/parity/) and speed comparisons.
+their optimizers, and their data preparation (each view's normalization, the train/validation
+split, CIFAR-10 asymmetric noise), for the parity tests (tests/parity/) and speed comparisons.
 
-Written from the architecture and loss of github.com/shengliu66/SOP (``model/PreResNet.py``,
-``model/loss.py``, ``train.py``, ``trainer/trainer.py``), not copied: one forward pass over
+Written from the architecture, loss and loaders of github.com/shengliu66/SOP (``model/PreResNet.py``,
+``model/loss.py``, ``train.py``, ``trainer/trainer.py``, ``data_loader/data_loaders.py``,
+``data_loader/cifar10.py``, ``data_loader/cifar100.py``), not copied: one forward pass over
 ``[weak; strong]`` for SOP+, SGD(momentum 0.9, coupled weight decay) for the network and
 plain SGD at lr_u / lr_v for u, v, both stepped after one backward pass.
 
@@ -204,3 +206,72 @@ def export_flax(net: PreActResNet18) -> tuple[dict, dict]:
             stats[key + "/mean"] = mod.running_mean.numpy()
             stats[key + "/var"] = mod.running_var.numpy()
     return params, stats
+
+
+# ------------------------------------------------------------------ the authors' recipes
+
+# config_cifar100.json: optimizer SGD(lr 0.02, momentum 0.9, weight_decay 1e-3), CosineAnnealingLR
+# (T_max 300, eta_min 2e-4), 300 epochs, batch 128, PreActResNet18, u, v ~ N(0, 1e-8²), loss
+# ratio_consistency 0.9, ratio_balance 0.1; the README's commands set lr_u, lr_v and the noise.
+AUTHORS_CIFAR100_CONFIG = {"arch": "PreActResNet18", "epochs": 300, "batch_size": 128, "lr": 0.02, "momentum": 0.9,
+                           "weight_decay": 1e-3, "T_max": 300, "eta_min": 2e-4, "std": 1e-8,
+                           "ratio_consistency": 0.9, "ratio_balance": 0.1}
+AUTHORS_README_RUNS = {"sym": {"lr_u": 1.0, "lr_v": 10.0, "percent": 0.5, "asym": False},
+                       "asym": {"lr_u": 0.1, "lr_v": 100.0, "percent": 0.4, "asym": True}}
+
+
+# ------------------------------------------------------------------ the authors' data preparation
+
+# transforms.Normalize(mean, std) of each view in data_loaders.py. The CIFAR-100 loader's
+# strong view (transform_train_aug) carries the CIFAR-10 pair; weak view and test images the CIFAR-100 one.
+_C10 = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+_C100 = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
+VIEW_STATS = {("cifar10", "weak"): _C10, ("cifar10", "strong"): _C10,
+              ("cifar100", "weak"): _C100, ("cifar100", "strong"): _C10}
+
+
+def to_tensor_normalize(images: np.ndarray, dataset: str, view: str) -> torch.Tensor:
+    """``ToTensor()`` then ``Normalize`` of ``view`` ("weak" or "strong"): uint8 NHWC → float32 NCHW."""
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in VIEW_STATS[(dataset, view)])
+    x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255.0
+    return (x - mean) / std
+
+
+def train_val_split(targets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices) as the authors' ``train_val_split``: within each class a
+    shuffled order; the whole class trains, and its members past ``int(0.9·N/K)`` also validate."""
+    targets = np.asarray(targets)
+    num_classes = int(targets.max()) + 1
+    cut = int(len(targets) * 0.9 / num_classes)
+    train, val = [], []
+    for c in range(num_classes):
+        order = rng.permutation(np.nonzero(targets == c)[0])
+        train.append(order)
+        val.append(order[cut:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
+
+
+def validation_targets(clean_val: np.ndarray, real_noise: bool, noisify) -> np.ndarray:
+    """The labels the validation images are scored against: clean for a real (human) label set,
+    whose file replaces the training labels only; otherwise the validation set's own call of the
+    noise function ``noisify(clean_val)``."""
+    return np.array(clean_val) if real_noise else noisify(np.array(clean_val))
+
+
+# truck → automobile, bird → airplane, cat → dog, dog → cat, deer → horse
+_CIFAR10_FLIPS = {9: 1, 2: 0, 3: 5, 5: 3, 4: 7}
+
+
+def asymmetric_noise_cifar10(labels: np.ndarray, percent: float, rng: np.random.Generator) -> np.ndarray:
+    """The authors' CIFAR-10 asymmetric noise, read literally: for class i = 0, 1, …, 9 in turn,
+    shuffle the positions whose label is *now* i and relabel the j-th of them while
+    j < percent · (their count), where i has a target class."""
+    labels = np.array(labels)
+    for i in range(10):
+        where = np.nonzero(labels == i)[0]
+        rng.shuffle(where)
+        limit = percent * len(where)
+        for j, pos in enumerate(where):
+            if j < limit and i in _CIFAR10_FLIPS:
+                labels[pos] = _CIFAR10_FLIPS[i]
+    return labels

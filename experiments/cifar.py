@@ -124,8 +124,9 @@ def build_config(args) -> tuple[Config, str, str, dict]:
     return dataclasses.replace(PRESETS[preset], **changes).validate(), preset, why, changes
 
 
-def load_arrays(cfg: Config, args) -> tuple[arrays_lib.Arrays, str]:
-    """The dataset and its label set, cut to ``cfg.subset``; returns (arrays, data source)."""
+def load_arrays(cfg: Config, args, split: bool = True) -> tuple[arrays_lib.Arrays, str]:
+    """The dataset and its label set, cut to ``cfg.subset``, with its validation split unless
+    ``split`` is False; prints what trains and validates. Returns (arrays, data source)."""
     ds = cifar.load_cifar(cfg.dataset, args.data_dir, download_missing=not args.no_download)
     labels = noise.make_label_set(cfg.label_set, ds.y_train, ds.num_classes, cfg.noise_rate, cfg.seed, args.data_dir)
     x_train = ds.x_train
@@ -135,7 +136,15 @@ def load_arrays(cfg: Config, args) -> tuple[arrays_lib.Arrays, str]:
         labels = dataclasses.replace(labels, noisy=labels.noisy[: cfg.subset], clean=labels.clean[: cfg.subset])
     print(f"data: {ds.name} from {ds.source}; {len(x_train)} train / {len(ds.x_test)} test; label set "
           f"{labels.name!r}, realized noise rate {labels.realized_rate:.4f}")
-    return arrays_lib.Arrays(x_train, labels, ds.x_test, ds.y_test, ds.num_classes), ds.source
+    if labels.name in ("asym", "asymclean") and ds.num_classes == 10:
+        rates = noise.flip_rates(labels, noise.CIFAR10_ASYM)
+        names = noise.CIFAR10_CLASSES
+        print("realized flips: " + ", ".join(f"{names[s]}→{names[d]} {r:.3f}" for (s, d), r in rates.items()))
+    arrays = arrays_lib.Arrays(x_train, labels, ds.x_test, ds.y_test, ds.num_classes)
+    if split:
+        arrays = arrays_lib.split_validation(arrays, cfg.val_size, cfg.seed, cfg.val_holdout)
+    print(arrays_lib.describe_split(arrays, len(ds.x_train), cfg.batch_size, cfg.val_size, cfg.val_holdout))
+    return arrays, ds.source
 
 
 def _f(v, spec=".4f") -> str:
@@ -148,7 +157,7 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
             ("label set (realized noise)", f"{s['label_set']} ({s['realized_noise_rate']:.2%})"),
             ("epochs", str(s["epochs"])),
             ("test acc best, selected on test (epoch)", f"{_f(s['test_acc_best'])} ({s['test_acc_best_epoch']})"),
-            ("test acc at best noisy-val epoch (epoch)",
+            ("test acc at best val epoch (epoch)",
              f"{_f(s.get('test_acc_at_best_val'))} ({s.get('best_val_epoch')})"),
             ("test acc last", _f(s["test_acc_last"])), ("wrong labels memorized (last)", _f(s["memorized_wrong_last"])),
             ("fit vs clean labels (last)", _f(s["fit_clean_acc_last"]))]
@@ -229,7 +238,7 @@ def run_seeds(args, cfg: Config, preset: str, why: str) -> int:
     cfgs = [flags.with_seed(cfg, s) for s in args.seeds]  # checked as --seed is (2**32 would wrap to 0)
     base = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}{_suffix(cfg)}"
     workdirs = [str(check_writable(f"{base}-s{s}")) for s in args.seeds]  # before the data are loaded
-    loaded = [load_arrays(c, args) for c in cfgs]
+    loaded = [load_arrays(c, args, split=False) for c in cfgs]  # runs side by side have no validation split
     print(f"layout: {len(cfgs)} runs side by side (jax.vmap over the train step, one compile, one copy of the "
           f"images) on {jax.devices()[0].platform}; run directories {', '.join(workdirs)}")
     summaries = multirun.fit_many(cfgs, [a for a, _ in loaded], workdirs, extra_config={
@@ -265,9 +274,9 @@ def run_folder(args, cfg: Config, preset: str, why: str, changes: dict) -> int:
         raise ValueError("--compare and --seeds take CIFAR only; train a --label-file dataset one --method at a time")
     if args.loader_workers < 0:
         raise ValueError(f"--loader-workers must be 0 or more, got {args.loader_workers}")
-    if changes.get("val_size"):
-        raise ValueError("--val-size holds out CIFAR images; with --label-file pass an evaluation list as "
-                         "--test-label-file")
+    if changes.get("val_size") or changes.get("val_holdout"):
+        raise ValueError("--val-size and --val-holdout split CIFAR's training images; with --label-file pass an "
+                         "evaluation list as --test-label-file")
     # The preset's CIFAR subset and validation split do not apply to a folder; only an explicit --subset does.
     cfg = dataclasses.replace(cfg, subset=changes.get("subset", 0), val_size=0)
     workdir = args.workdir or f"runs/{preset}-{cfg.method}-folder-s{cfg.seed}{_suffix(cfg)}"

@@ -27,16 +27,20 @@ class Config:
     """One training run. Every field is a CLI flag of ``experiments.cifar`` (``--lr-u`` for ``lr_u``)."""
 
     dataset: str = _f("cifar10", "cifar10 or cifar100")
-    label_set: str = _f("worst", "label noise: clean, sym, symflip, asym, aggre, rand1-rand3, worst, noisy100")
-    noise_rate: float = _f(0.0, "synthetic noise rate in [0, 1] (sym, symflip, asym only)")
+    label_set: str = _f("worst", "label noise: clean, sym, symflip, asym, asymclean, aggre, rand1-rand3, worst, "
+                                 "noisy100")
+    noise_rate: float = _f(0.0, "synthetic noise rate in [0, 1] (sym, symflip, asym, asymclean only)")
     method: str = _f("sop", "training method (the registry, sopjax.core.methods)")
     sop_variant: str = _f("reference", "reference (the authors' code) or paper (Algorithm 1)")
     lambda_c: float = _f(0.9, "SOP+ weight of the consistency KL between weak and strong views (Table A.1)")
     lambda_b: float = _f(0.1, "SOP+ weight of the class-balance term (Table A.1)")
     lr_min: float = _f(0.0, "floor of the cosine schedules (PyTorch's eta_min)")
-    val_size: int = _f(
-        0, "hold out this many training samples, with their noisy labels, for model selection (0 = none)"
-    )
+    val_size: int = _f(0, "validate on this many training images (at most N/10) for model selection (0 = none): "
+                          "a class-balanced subset that is still trained on, as the authors do")
+    val_holdout: bool = _f(False, "hold the validation images out of training, scored against their given labels, "
+                                  "instead of the authors' subset of the training images")
+    strong_view_norm: str = _f("authors", "constants that normalize SOP+'s strong view: authors (their loaders': "
+                                          "CIFAR-10's for CIFAR-100 too) or weak (the weak view's)")
     arch: str = _f("preact_resnet18", "network: " + ", ".join(models.ARCHS))
     width: float = _f(1.0, "channel-width multiplier (1.0 = published widths)")
     dtype: str = _f("float32", "compute dtype of convolutions and matmuls: float32 or bfloat16 "
@@ -110,6 +114,11 @@ def _check_choices(cfg: Config) -> None:
         raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     if cfg.sop_variant not in ("reference", "paper"):
         raise ValueError(f"--sop-variant must be 'reference' or 'paper', got {cfg.sop_variant!r}")
+    if cfg.label_set == "asymclean" and cfg.dataset != "cifar10":
+        raise ValueError("label set 'asymclean' exists for cifar10 only; pass --dataset cifar10 or --label-set asym")
+    if cfg.strong_view_norm not in STRONG_VIEW_NORMS:
+        raise ValueError(f"--strong-view-norm must be one of {', '.join(STRONG_VIEW_NORMS)}, "
+                         f"got {cfg.strong_view_norm!r}")
     if cfg.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"--dtype must be 'float32' or 'bfloat16', got {cfg.dtype!r}")
 
@@ -127,6 +136,8 @@ RANGES.update({"lambda_c": (0.0, math.inf, "0.9"), "lambda_b": (0.0, math.inf, "
 # cosine: per step from lr to lr_min; cosine_epoch: PyTorch's CosineAnnealingLR(T_max=epochs,
 # eta_min=lr_min) stepped once per epoch (the authors' SOP+ runs); multistep: ×0.1 at milestones.
 SCHEDULES = ("cosine", "cosine_epoch", "multistep")
+# authors: sopjax.data.constants.strong_view_stats (their loaders); weak: the weak view's constants.
+STRONG_VIEW_NORMS = ("authors", "weak")
 RANGES.update({"test_subset": (0, math.inf, "2000 (0 = all)"), "uv_warmup_epochs": (0.0, math.inf, "5")})
 
 

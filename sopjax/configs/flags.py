@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 
 from sopjax import models
-from sopjax.configs.config import SCHEDULES, Config
+from sopjax.configs.config import SCHEDULES, STRONG_VIEW_NORMS, Config
 from sopjax.core import methods
 from sopjax.data import noise
 
@@ -30,7 +30,7 @@ def choices() -> dict[str, tuple]:
     now (a method registered at run time is a choice)."""
     return {"method": methods.names(), "arch": models.ARCHS, "label_set": noise.LABEL_SETS,
             "dataset": ("cifar10", "cifar100"), "schedule": SCHEDULES, "sop_variant": ("reference", "paper"),
-            "dtype": ("float32", "bfloat16")}
+            "dtype": ("float32", "bfloat16"), "strong_view_norm": STRONG_VIEW_NORMS}
 
 
 def add_config_flags(ap: argparse.ArgumentParser) -> None:

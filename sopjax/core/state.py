@@ -13,10 +13,10 @@ class TrainState(train_state.TrainState):
     """flax's TrainState (step, apply_fn, params, tx, opt_state) plus:
 
     batch_stats: BatchNorm running statistics ({} for networks without BN).
-    rng: uint32[2] base key of the run; step t draws from ``fold_in(rng, t)``
-      (:mod:`sopjax.core.rng`).
+    rng: uint32[2] base key of the run; the streams derived from it are in :mod:`sopjax.core.rng`.
     norm: {"mean", "std"} float32 (3,): the input normalization (units of [0, 1]
-      intensity), kept in the state so evaluation needs no config.
+      intensity), kept in the state so evaluation needs no config; "strong_mean",
+      "strong_std": the same for SOP+'s strong view.
 
     ``params`` is ``{"net": network params}`` plus, for a method with tables,
     ``"u"`` (N, 1) and ``"v"`` (N, K) float32 rows indexed by dataset position.

@@ -10,13 +10,16 @@ import hashlib
 import numpy as np
 
 from sopjax.core import rng as streams
+from sopjax.data import noise
 from sopjax.data.noise import LabelSet
 
 
 @dataclasses.dataclass(frozen=True)
 class Arrays:
     """Host arrays of one run: x_train (N, …), labels (a LabelSet over N), x_test, y_test (int32);
-    x_val, y_val: a held-out validation split and its *given* (noisy) labels, or None."""
+    x_val (V, …), y_val (V,) int32: the validation images and the labels they are scored
+    against, or None; val_rows (V,) int: the training rows the validation images are (they are
+    also trained on), or None when they were held out of training (``--val-holdout``)."""
 
     x_train: np.ndarray
     labels: LabelSet
@@ -25,23 +28,92 @@ class Arrays:
     num_classes: int
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    val_rows: np.ndarray | None = None
 
 
-def split_validation(arrays: Arrays, val_size: int, seed: int) -> Arrays:
-    """Hold out ``val_size`` seeded random training samples with their given (noisy) labels
-    for model selection (the authors select on a noisy-label validation split taken from the
-    training set). At most N // 10 samples are held out (the authors' 5,000 of 50,000), so a
-    ``--subset`` run keeps 90% for training; each epoch record says the size used (val_size).
+def val_count(val_size: int, num_train: int) -> int:
+    """Validation images of a split asked for as ``val_size``: at most N // 10 (the authors'
+    5,000 of 50,000), at least 1; 0 when ``val_size`` is 0."""
+    return 0 if val_size <= 0 else max(1, min(val_size, num_train // 10))
+
+
+def split_validation(arrays: Arrays, val_size: int, seed: int, holdout: bool = False) -> Arrays:
+    """The run's validation split of :func:`val_count` images, for model selection.
+
+    Default, the authors' way (``train_val_split`` in ``data_loader/cifar10.py`` and
+    ``cifar100.py`` of github.com/shengliu66/SOP): every image is still trained on; the
+    validation images are a class-balanced seeded subset of the training rows (classes by
+    clean label, 500 per class of CIFAR-10's 50,000), labelled by :func:`validation_labels`.
+    ``holdout``: the rows are removed from training and scored against their given labels
+    (45,000 train at 50,000, Table A.1's ResNet-34 "training examples").
     Returns ``arrays`` unchanged when ``val_size`` is 0 or a split exists."""
     if val_size <= 0 or arrays.x_val is not None:
         return arrays
+    n_val = val_count(val_size, len(arrays.x_train))
+    if holdout:
+        return _hold_out(arrays, n_val, seed)
+    rows = balanced_rows(arrays.labels.clean, n_val, seed)
+    return dataclasses.replace(arrays, x_val=arrays.x_train[rows], val_rows=rows,
+                               y_val=validation_labels(arrays.labels, rows, arrays.num_classes))
+
+
+def _hold_out(arrays: Arrays, n_val: int, seed: int) -> Arrays:
     N = len(arrays.x_train)
-    val_size = max(1, min(val_size, N // 10))
     perm = np.random.default_rng([seed, streams.VAL_SPLIT]).permutation(N)
-    val, keep = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+    val, keep = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     labels = dataclasses.replace(arrays.labels, noisy=arrays.labels.noisy[keep], clean=arrays.labels.clean[keep])
     return dataclasses.replace(arrays, x_train=arrays.x_train[keep], labels=labels, x_val=arrays.x_train[val],
                                y_val=np.asarray(arrays.labels.noisy[val], np.int32))
+
+
+def balanced_rows(clean: np.ndarray, n_val: int, seed: int) -> np.ndarray:
+    """Sorted rows (n_val,) of a seeded subset with each clean class in proportion to its size
+    (largest remainder, so exactly ``n_val``); the authors take the last 10% of a shuffled
+    order within each class."""
+    classes, counts = np.unique(clean, return_counts=True)
+    quota = n_val * counts / counts.sum()
+    take = np.floor(quota).astype(int)
+    take[np.argsort(-(quota - take), kind="stable")[: n_val - take.sum()]] += 1
+    rng = np.random.default_rng([seed, streams.VAL_SPLIT])
+    rows = [rng.permutation(np.flatnonzero(clean == c))[:k] for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(rows))
+
+
+def validation_labels(labels: LabelSet, rows: np.ndarray, num_classes: int) -> np.ndarray:
+    """(V,) int32 labels the validation rows are scored against, as the authors' loaders set them:
+    for a synthetic set (sym, symflip, asym, asymclean) a fresh draw of the same noise on these
+    rows' clean labels (their ``val_dataset.symmetric_noise()``/``asymmetric_noise()``, for
+    CIFAR-100 asym with new class pairs), independent of the rows' training labels; for clean
+    and CIFAR-N sets the clean labels (their CIFAR-100N branch replaces the training labels
+    only; the released code has no CIFAR-10N branch, and CIFAR-10N follows CIFAR-100N)."""
+    clean = np.asarray(labels.clean[rows], np.int32)
+    if labels.name == "clean" or labels.name not in noise.SYNTHETIC:
+        return clean
+    seed = int(np.random.default_rng([labels.seed, streams.VAL_LABELS]).integers(2**31))
+    return noise.make_label_set(labels.name, clean, num_classes, labels.rate, seed).noisy
+
+
+def describe_split(arrays: Arrays, full_size: int, batch_size: int, val_size: int, holdout: bool) -> str:
+    """Two lines for the run log: how many images train and validate, whether the validation images
+    are training images, the steps per epoch here, and the same arithmetic for the full
+    ``full_size``-image training set (even for a ``--subset`` run): sopjax drops each epoch's
+    last partial batch (390 steps of 128 for 50,000), the authors' PyTorch loader keeps it (391)."""
+    N, B = len(arrays.x_train), batch_size
+    if arrays.x_val is None:
+        val = "no validation split (--val-size 0)"
+    elif arrays.val_rows is not None:
+        against = "their clean labels" if np.array_equal(arrays.y_val, arrays.labels.clean[arrays.val_rows]) \
+            else f"their own draw of the {arrays.labels.name} noise"
+        val = (f"{len(arrays.x_val):,} of them also validate (a class-balanced subset of the training images, "
+               f"scored against {against}, as the authors' loaders; --val-holdout holds them out instead)")
+    else:
+        val = f"{len(arrays.x_val):,} more validate, held out of training (--val-holdout), scored against their " \
+              "given labels"
+    full = full_size - (val_count(val_size, full_size) if holdout else 0)
+    steps = f"{full:,} train / {B} = {full / B:.1f}: {full // B} full batches per epoch"
+    if full % B:
+        steps += f" (the authors' loader: {-(-full // B)} steps, its last batch {full % B} images)"
+    return f"split: {N:,} images train, {N // B} steps of {B} per epoch; {val}\nfull set: {steps}"
 
 
 def sha256(a: np.ndarray) -> str:

@@ -14,20 +14,22 @@ import numpy as np
 from sopjax.core import rng as streams
 from sopjax.data.cifar_n import CIFAR10N, CIFAR100N, read_labels
 
-SYNTHETIC = ("clean", "sym", "symflip", "asym")
+SYNTHETIC = ("clean", "sym", "symflip", "asym", "asymclean")
 LABEL_SETS = SYNTHETIC + tuple(CIFAR10N) + tuple(CIFAR100N)
 # Patrini et al. 2017, as in paper App. A.2: truck→automobile, bird→airplane, deer→horse, cat↔dog.
 CIFAR10_ASYM = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @dataclasses.dataclass(frozen=True)
 class LabelSet:
-    """noisy (N,) int32, clean (N,) int32, ``is_wrong`` = noisy ≠ clean, the set's name and seed."""
+    """noisy (N,) int32, clean (N,) int32, ``is_wrong`` = noisy ≠ clean, the set's name, seed and rate."""
 
     name: str
     noisy: np.ndarray
     clean: np.ndarray
     seed: int
+    rate: float = 0.0  # the synthetic noise rate asked for (0 for clean and CIFAR-N sets)
 
     @property
     def is_wrong(self) -> np.ndarray:
@@ -67,8 +69,30 @@ def symmetric_flip(clean: np.ndarray, rate: float, num_classes: int, seed: int) 
 
 
 def asymmetric_cifar10(clean: np.ndarray, rate: float, seed: int) -> np.ndarray:
-    """CIFAR-10 asymmetric noise (App. A.2): exactly ``round(rate·n_c)`` samples of each
-    source class c ∈ {truck, bird, deer, cat, dog} flip by :data:`CIFAR10_ASYM`."""
+    """CIFAR-10 asymmetric noise as the SOP authors draw it (``CIFAR10_train.asymmetric_noise`` in
+    ``data_loader/cifar10.py`` of github.com/shengliu66/SOP): the classes are visited in index
+    order 0..9, and for each source class of :data:`CIFAR10_ASYM` the first ``ceil(rate·n)`` of
+    a random order of the samples *currently* labelled with it (n of them) are relabelled.
+    Sequential, so dog (5) is visited after cat (3) has sent ``ceil(rate·n_cat)`` samples to it:
+    at rate 0.4 on 5,000 per class, 2,800 of the 7,000 "dogs" go to cat, about 800 of them
+    flipped cats that return to their true class. Realized: T[cat, dog] ≈ rate·(1 − rate) = 0.24,
+    T[dog, cat] = 0.40, overall ≈ 18.4% (0.4 · 5 classes = 20% for :func:`asymmetric_cifar10_clean`).
+    Seeded here (the authors draw from numpy's global state). clean (N,) int → (N,) int32."""
+    rng = np.random.default_rng(seed)
+    noisy = clean.astype(np.int32).copy()
+    for src in sorted(CIFAR10_ASYM):
+        members = rng.permutation(np.flatnonzero(noisy == src))
+        # the authors' test ``j < rate·n`` over positions j = 0..n−1, i.e. ceil(rate·n) samples
+        take = int(np.sum(np.arange(len(members)) < rate * len(members)))
+        noisy[members[:take]] = CIFAR10_ASYM[src]
+    return noisy
+
+
+def asymmetric_cifar10_clean(clean: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """CIFAR-10 asymmetric noise drawn on the clean labels (label set ``asymclean``): exactly
+    ``round(rate·n_c)`` samples of each source class c ∈ {truck, bird, deer, cat, dog} flip by
+    :data:`CIFAR10_ASYM`, so T[cat, dog] = T[dog, cat] = rate and the overall rate is 0.5·rate
+    on balanced classes (App. A.2's rule read literally, not the authors' sequential draw)."""
     rng = np.random.default_rng(seed)
     noisy = clean.astype(np.int32).copy()
     for src, dst in CIFAR10_ASYM.items():
@@ -76,6 +100,16 @@ def asymmetric_cifar10(clean: np.ndarray, rate: float, seed: int) -> np.ndarray:
         pick = rng.choice(members, size=int(round(rate * len(members))), replace=False)
         noisy[pick] = dst
     return noisy
+
+
+def flip_rates(labels: LabelSet, pairs: dict) -> dict[tuple[int, int], float]:
+    """Realized transition rates {(src, dst): fraction of the samples of clean class src whose
+    noisy label is dst} for the ``pairs`` {src: dst} (e.g. :data:`CIFAR10_ASYM`)."""
+    out = {}
+    for src, dst in pairs.items():
+        members = labels.clean == src
+        out[(src, dst)] = float(np.mean(labels.noisy[members] == dst)) if members.any() else float("nan")
+    return out
 
 
 def asymmetric_cifar100(clean: np.ndarray, rate: float, seed: int) -> np.ndarray:
@@ -101,7 +135,8 @@ def make_label_set(name: str, clean: np.ndarray, num_classes: int, rate: float =
     """Build label set ``name`` for the training labels ``clean`` (N,).
 
     Names: ``clean``; ``sym`` (reference code); ``symflip`` (Table 1 caption);
-    ``asym`` (CIFAR-10 pairs; CIFAR-100: the authors' in-block swaps); CIFAR-10N ``aggre``,
+    ``asym`` (CIFAR-10: the authors' sequential pair flips; CIFAR-100: their in-block swaps);
+    ``asymclean`` (CIFAR-10 pair flips drawn on the clean labels); CIFAR-10N ``aggre``,
     ``rand1``–``rand3``, ``worst``; CIFAR-100N ``noisy100``. ``rate`` is used by the synthetic sets only.
 
     Raises ValueError for an unknown name, a rate outside [0, 1], or a label set
@@ -111,18 +146,23 @@ def make_label_set(name: str, clean: np.ndarray, num_classes: int, rate: float =
     clean = np.asarray(clean, dtype=np.int32)
     if name not in LABEL_SETS:
         raise ValueError(f"unknown label set {name!r}; choose one of {', '.join(LABEL_SETS)}")
-    if name in ("sym", "symflip", "asym"):
+    if name in SYNTHETIC[1:]:
         check_rate(rate)
     if name == "clean":
         return LabelSet(name, clean.copy(), clean, seed)
-    if name == "sym":
-        return LabelSet(name, symmetric(clean, rate, num_classes, seed), clean, seed)
-    if name == "symflip":
-        return LabelSet(name, symmetric_flip(clean, rate, num_classes, seed), clean, seed)
-    if name == "asym":
-        if num_classes == 100:
-            return LabelSet(name, asymmetric_cifar100(clean, rate, seed), clean, seed)
-        if num_classes != 10:
-            raise ValueError(f"asym is defined for CIFAR-10 and CIFAR-100 only, not {num_classes} classes")
-        return LabelSet(name, asymmetric_cifar10(clean, rate, seed), clean, seed)
+    if name in SYNTHETIC:
+        return LabelSet(name, _synthetic(name, clean, num_classes, rate, seed), clean, seed, float(rate))
     return LabelSet(name, read_labels(name, clean, num_classes, data_dir), clean, seed)
+
+
+def _synthetic(name: str, clean: np.ndarray, num_classes: int, rate: float, seed: int) -> np.ndarray:
+    if name == "sym":
+        return symmetric(clean, rate, num_classes, seed)
+    if name == "symflip":
+        return symmetric_flip(clean, rate, num_classes, seed)
+    if name == "asym" and num_classes == 100:
+        return asymmetric_cifar100(clean, rate, seed)
+    if num_classes != 10:
+        raise ValueError(f"{name} is defined for CIFAR-10{' and CIFAR-100' if name == 'asym' else ''} only, "
+                         f"not {num_classes} classes")
+    return (asymmetric_cifar10 if name == "asym" else asymmetric_cifar10_clean)(clean, rate, seed)

@@ -43,8 +43,9 @@ def detection_table(scores: dict, wrong: np.ndarray, threshold: float) -> dict:
 
 
 def model_selection(history: list) -> dict:
-    """Test accuracy at the epoch of best noisy-label validation accuracy (the authors' "test
-    acc with best val"; first such epoch on ties), when the run held out a validation split."""
+    """Test accuracy at the epoch of best validation accuracy (the authors' "test acc with best
+    val"; first such epoch on ties), when the run has a validation split
+    (:func:`sopjax.data.arrays.split_validation` says which labels it is scored against)."""
     vals = [h.get("val_acc") for h in history]
     if not history or any(v is None for v in vals):
         return {"test_acc_at_best_val": None, "best_val_epoch": None, "val_acc_best": None}

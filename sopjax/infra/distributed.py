@@ -2,8 +2,8 @@
 
 Each process runs the same program; ``jax.distributed.initialize`` connects them, after
 which ``jax.devices()`` lists every device of every process and the mesh of
-:mod:`sopjax.parallel` spans them all. Each process copies only the rows of the data and of
-u, v that its own devices hold (:func:`sopjax.parallel.put`); collectives run over the
+:mod:`sopjax.infra.parallel` spans them all. Each process copies only the rows of the data and of
+u, v that its own devices hold (:func:`sopjax.infra.parallel.put`); collectives run over the
 network (NCCL on GPUs, ICI/DCN on TPUs, gloo on CPUs).
 
 Settings come from flags, else from the environment:
@@ -23,7 +23,7 @@ connection to the coordinator in this time exits with one line (exit code 2).
 
 ``--coordinator-address`` is another name for ``--coordinator``. ``python -m experiments.cifar``
 takes these flags, joins before any other JAX call, and only process 0 writes run files
-(:mod:`sopjax.rundir`, :mod:`sopjax.report`); orbax checkpoints are written by all.
+(:mod:`sopjax.infra.rundir`, :mod:`sopjax.evaluators.report`); orbax checkpoints are written by all.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ BatchNorm: the step is one global program (GSPMD), so ``mean``/``var`` over the 
 are means over the *global* batch, reduced across devices: the statistics of PyTorch's
 ``SyncBatchNorm``, not the per-device statistics of plain ``DistributedDataParallel``.
 The result is the single-device result up to float reduction order
-(tests/sopjax/test_parallel.py checks rel ≤ 1e-5 after 2 epochs).
+(tests/infra/test_parallel.py checks rel ≤ 1e-5 after 2 epochs).
 
 With no mesh set (or a one-device mesh) every function here is the identity, so the
 single-device path is unchanged.
@@ -45,7 +45,7 @@ def make_mesh(devices=None) -> Mesh:
 
 @contextlib.contextmanager
 def data_parallel(mesh: Mesh | None = None):
-    """Context in which :mod:`sopjax.train` runs data-parallel over ``mesh`` (default: all
+    """Context in which :mod:`sopjax.trainers` run data-parallel over ``mesh`` (default: all
     devices). Yields the mesh."""
     mesh = make_mesh() if mesh is None else mesh
     with jax.set_mesh(mesh):

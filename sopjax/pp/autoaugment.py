@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax.pp import augment as pipeline
+from sopjax.pp.augment import augment, preprocess
 
 OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "AutoContrast", "Invert", "Equalize",
        "Solarize", "Posterize", "Contrast", "Color", "Brightness", "Sharpness")
@@ -224,5 +224,5 @@ def strong_view(rng, x, mean, std, cutout_size: int = 16):
     Returns (B, H, W, 3) float32.
     """
     k_aa, k_crop, k_cut = jax.random.split(rng, 3)
-    x = pipeline.augment(k_crop, autoaugment(k_aa, x))
-    return cutout(k_cut, pipeline.preprocess(x, mean, std), cutout_size)
+    x = augment(k_crop, autoaugment(k_aa, x))
+    return cutout(k_cut, preprocess(x, mean, std), cutout_size)

@@ -30,6 +30,8 @@ def config_record(cfg: Config, arrays: Arrays, num_train: int, steps_per_epoch: 
     return {"config": dataclasses.asdict(cfg), "seed": cfg.seed, "code_version": code_version(),
             "versions": versions(), "num_train": num_train, "steps_per_epoch": steps_per_epoch,
             "realized_noise_rate": arrays.labels.realized_rate,
+            "num_val": 0 if arrays.x_val is None else len(arrays.x_val),
+            "val_images_trained_on": arrays.val_rows is not None,
             "data_fingerprint": arrays_lib.data_fingerprint(arrays), **(extra or {})}
 
 
@@ -68,7 +70,7 @@ def _prepare(cfg: Config, arrays: Arrays) -> tuple[Arrays, int]:
     arrays_lib.check_arrays(arrays)
     if arrays.x_train.ndim == 4:  # images: a batch size whose activations cannot fit is refused here
         check_memory(cfg, arrays.x_train.shape[1], 0)
-    arrays = arrays_lib.split_validation(arrays, cfg.val_size, cfg.seed)
+    arrays = arrays_lib.split_validation(arrays, cfg.val_size, cfg.seed, cfg.val_holdout)
     spe = len(arrays.x_train) // cfg.batch_size
     if spe < 1:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {len(arrays.x_train)} training samples; "

@@ -49,16 +49,27 @@ def build_model(cfg: Config, num_classes: int):
     return models.make_model(cfg.arch, num_classes, cfg.width, dtype=jnp.dtype(cfg.dtype))
 
 
+def strong_norm(cfg: Config) -> dict:
+    """{"strong_mean", "strong_std"} float32 (3,) that normalize SOP+'s strong view: the authors'
+    loaders' (:func:`sopjax.data.constants.strong_view_stats`: CIFAR-10's constants for CIFAR-100
+    too, a per-channel input scale 1.29–1.37× the weak view's) or, with ``strong_view_norm``
+    "weak", the weak view's own."""
+    pick = constants.strong_view_stats if cfg.strong_view_norm == "authors" else constants.normalization_stats
+    mean, std = pick(cfg.dataset)
+    return {"strong_mean": jnp.asarray(mean), "strong_std": jnp.asarray(std)}
+
+
 def create_train_state(cfg: Config, model, example_x, num_train: int, num_classes: int,
                        steps_per_epoch: int) -> TrainState:
     """Initialise from ``cfg.seed``: the network, and for a method with tables ``u`` (N, 1),
-    ``v`` (N, K) float32 from N(0, init_std²) (:func:`sopjax.core.tables.init_tables`).
+    ``v`` (N, K) float32 from N(0, init_std²) (:func:`sopjax.core.tables.init_tables`); the
+    input normalization of both views (:func:`strong_norm`) rides in ``state.norm``.
 
     example_x: at least one training input (uint8 image or float feature row).
     """
     k_init, k_tables, k_run = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
     mean, std = constants.normalization_stats(cfg.dataset)
-    norm = {"mean": jnp.asarray(mean), "std": jnp.asarray(std)}
+    norm = {"mean": jnp.asarray(mean), "std": jnp.asarray(std), **strong_norm(cfg)}
     variables = model.init(k_init, preprocess(jnp.asarray(example_x[:1]), mean, std), train=False)
     params = {"net": variables["params"]}
     if methods.get(cfg.method).tables:

@@ -3,7 +3,7 @@ gathers and augments the batch on the device.
 
 Design (flax ``examples/imagenet``, big_vision, airbench): :func:`train_step` is pure and
 takes a ready batch (what the parity tests feed); :func:`device_step` gathers the batch from
-the on-device training set and augments it from ``fold_in(rng, step)``. The step reads only
+the on-device training set and augments it from the step's key (:func:`step_key`). The step reads only
 a small static :class:`StepSpec`, never the whole Config, so changing an epoch count or a
 path does not recompile it.
 """
@@ -65,8 +65,10 @@ def loss_fn(params, state: TrainState, batch: dict, spec: StepSpec):
     x = jnp.concatenate([batch["x"], batch["x_strong"]]) if method.strong_view else batch["x"]
     out, new_stats = _forward(state, params["net"], x)
     logits, strong = jnp.split(out, 2) if method.strong_view else (out, None)
-    rows = {"u": params["u"][batch["idx"]], "v": params["v"][batch["idx"]]} if method.tables else None
-    loss, aux = method.loss(logits, batch["y"], rows, strong, spec)
+    with jax.named_scope("tables"):  # named scopes label the ops in profiles (benchmarks/step_profile.py)
+        rows = {"u": params["u"][batch["idx"]], "v": params["v"][batch["idx"]]} if method.tables else None
+    with jax.named_scope("loss"):
+        loss, aux = method.loss(logits, batch["y"], rows, strong, spec)
     return loss, (logits, new_stats, aux)
 
 
@@ -80,22 +82,28 @@ def train_step(state: TrainState, batch: dict, spec: StepSpec):
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (logits, new_stats, aux)), grads = grad_fn(state.params, state, batch, spec)
-    state = state.apply_gradients(grads=grads, batch_stats=new_stats)
+    with jax.named_scope("optimizer"):
+        state = state.apply_gradients(grads=grads, batch_stats=new_stats)
     metrics = {"loss": loss, "acc": jnp.mean(jnp.argmax(logits, -1) == batch["y"]), **aux}
     return state, metrics
+
+
+def step_key(state: TrainState):
+    """The key of the state's current step: ``fold_in(fold_in(rng, AUGMENT), step)`` (:mod:`sopjax.core.rng`)."""
+    return jax.random.fold_in(jax.random.fold_in(state.rng, streams.AUGMENT), state.step)
 
 
 def build_batch(state: TrainState, raw, y, idx, spec: StepSpec, weak_augment: bool) -> dict:
     """The batch of :func:`train_step` from raw rows (B, …) (uint8 images or float features),
     their given labels y (B,) and dataset positions idx (B,).
 
-    ``weak_augment``: crop and flip (B, H, W, C) rows from ``fold_in(state.rng, state.step)``.
+    ``weak_augment``: crop and flip (B, H, W, C) rows from the step's key (:func:`step_key`).
     A method with a strong view adds "x_strong": :func:`sopjax.pp.autoaugment.strong_view`
-    of the same raw uint8 images (AutoAugment, crop and flip, normalize, Cutout 16) from
-    that key folded with :data:`~sopjax.core.rng.STRONG_VIEW`; float inputs have none and
-    are used as they are.
+    of the same raw uint8 images (AutoAugment, its own crop and flip, normalize with
+    ``state.norm["strong_mean"/"strong_std"]``, Cutout 16) from that key folded with
+    :data:`~sopjax.core.rng.STRONG_VIEW`; float inputs have none and are used as they are.
     """
-    key = jax.random.fold_in(state.rng, state.step)
+    key = step_key(state)
     images = raw.dtype == jnp.uint8 and raw.ndim == 4
     x = pp.augment(key, raw) if weak_augment and raw.ndim == 4 else raw
     batch = {"x": normalize(state, x), "y": y, "idx": idx}
@@ -108,8 +116,8 @@ def build_batch(state: TrainState, raw, y, idx, spec: StepSpec, weak_augment: bo
 def _strong_view(key, raw, state: TrainState):
     from sopjax.pp import autoaugment  # dm-pix: needed by strong-view methods only
 
-    # The weak view's constants, so both views share one input scale (docs/deviations.md).
-    return autoaugment.strong_view(key, raw, state.norm["mean"], state.norm["std"])
+    # The authors' CIFAR-100 loader normalizes this view with CIFAR-10's constants (docs/presets.md).
+    return autoaugment.strong_view(key, raw, state.norm["strong_mean"], state.norm["strong_std"])
 
 
 def gather_batch(state: TrainState, idx, data, spec: StepSpec) -> dict:
@@ -117,7 +125,8 @@ def gather_batch(state: TrainState, idx, data, spec: StepSpec) -> dict:
     (:func:`build_batch`, weak augmentation when ``spec.augment``)."""
     x_all, y_all = data
     idx = parallel.shard_batch(idx)  # data parallel under a mesh (sopjax.infra.parallel)
-    return build_batch(state, x_all[idx], y_all[idx], idx, spec, spec.augment)
+    with jax.named_scope("input"):
+        return build_batch(state, x_all[idx], y_all[idx], idx, spec, spec.augment)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))

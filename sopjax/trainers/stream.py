@@ -1,10 +1,12 @@
 """Train SOP from a folder of images and a ``<path> <label>`` list (Clothing1M, WebVision).
 
 The data never live on the device as a whole: :mod:`sopjax.data.folder`'s grain loader decodes
-and augments (random crop from a zero padding of size // 8, horizontal flip) on host
-workers and yields ``(images, dataset indices)``; the jitted step gathers the given labels
-``y[idx]`` and the rows ``u[idx]``, ``v[idx]`` of the per-sample tables on the device, so
-u (N, 1) and v (N, K) stay indexed by list position (line order of the label file, from 0).
+on host workers and yields un-augmented ``(images, dataset indices)``; the jitted step crops
+(from a zero padding of size // 8) and flips them on the device, and SOP+'s strong view gets
+its own crop of the same un-augmented image, as on the CIFAR path and in the authors' loaders
+(each torchvision transform crops independently). It gathers the given labels ``y[idx]`` and
+the rows ``u[idx]``, ``v[idx]`` of the per-sample tables on the device, so u (N, 1) and
+v (N, K) stay indexed by list position (line order of the label file, from 0).
 
 One grain iterator runs over all ``cfg.epochs`` shuffled passes; an "epoch" here is
 ``N // batch_size`` steps of it (a batch may hold the end of one pass and the start of the
@@ -94,10 +96,11 @@ def steps_per_epoch(cfg: Config, num_train: int) -> int:
 
 
 def train_loader(cfg: Config, data: FolderData, workers: int = 0):
-    """The run's grain loader: ``cfg.epochs`` passes shuffled from ``cfg.seed``, crop and flip
-    when ``cfg.augment``, this process's shard, full batches of :func:`local_batch` rows."""
+    """The run's grain loader: ``cfg.epochs`` passes shuffled from ``cfg.seed``, un-augmented
+    (the step crops and flips each view on the device), this process's shard, full batches of
+    :func:`local_batch` rows."""
     return folder.make_loader(data.train, local_batch(cfg), seed=cfg.seed, size=data.image_size,
-                              num_epochs=cfg.epochs, shuffle=True, flip=cfg.augment, crop=cfg.augment,
+                              num_epochs=cfg.epochs, shuffle=True, flip=False, crop=False,
                               worker_count=workers, shard_index=jax.process_index(),
                               shard_count=jax.process_count(), drop_remainder=True)
 
@@ -111,13 +114,19 @@ def to_global(a: np.ndarray) -> jax.Array:
     return jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec(parallel.DATA)), a)
 
 
+def stream_batch(state: TrainState, x, idx, y_all, spec: StepSpec) -> dict:
+    """The batch of a loaded ``x`` (B, S, S, 3) uint8 (un-augmented), idx (B,) int32 list
+    positions, y_all (N,) int32 given labels on the device: the weak view cropped and flipped
+    when ``spec.augment``, and a strong view from the same un-augmented images, exactly as
+    :func:`sopjax.trainers.step.gather_batch` builds a CIFAR batch."""
+    x, idx = parallel.shard_batch(x), parallel.shard_batch(idx)
+    return build_batch(state, x, y_all[idx], idx, spec, weak_augment=spec.augment)
+
+
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
 def stream_step(state: TrainState, x, idx, y_all, spec: StepSpec):
-    """One update on a loaded batch: x (B, S, S, 3) uint8 (augmented on the host), idx (B,)
-    int32 list positions, y_all (N,) int32 given labels on the device. A strong view is
-    drawn on the device, as in :func:`sopjax.trainers.step.gather_batch`."""
-    x, idx = parallel.shard_batch(x), parallel.shard_batch(idx)
-    return train_step(state, build_batch(state, x, y_all[idx], idx, spec, weak_augment=False), spec)
+    """One update on a loaded batch: :func:`stream_batch` then ``train_step``."""
+    return train_step(state, stream_batch(state, x, idx, y_all, spec), spec)
 
 
 @jax.jit

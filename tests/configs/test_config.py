@@ -23,6 +23,9 @@ from sopjax import configs as config_lib
     ({"seed": True}, "--seed must be of type int"), ({"milestones": (0, 5)}, "--milestones"),
     ({"dataset": "mnist"}, "--dataset"), ({"sop_variant": "x"}, "--sop-variant"),
     ({"label_set": "worst", "dataset": "cifar100"}, "--dataset cifar10"),
+    ({"label_set": "asymclean", "dataset": "cifar100"}, "cifar10 only"),
+    ({"strong_view_norm": "cifar100"}, "--strong-view-norm"),
+    ({"val_holdout": 1}, "--val-holdout must be of type bool"),
 ])
 def test_validate_names_the_bad_field(change, message):
     with pytest.raises(ValueError, match=message):
@@ -62,3 +65,13 @@ def test_every_config_field_is_a_flag_with_its_type():
     assert set(changes) == {"momentum", "augment", "milestones", "init_std", "detect_threshold", "lr_u", "seed"}
     flags = {a.dest for a in cifar.build_parser()._actions}
     assert {f.name for f in dataclasses.fields(config_lib.Config)} <= flags
+
+
+def test_docs_list_every_preset_with_its_source():
+    import pathlib
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[4]
+            for line in (pathlib.Path(__file__).parents[2] / "docs" / "presets.md").read_text().splitlines()
+            if line.startswith("| `")}
+    assert set(rows) == set(config_lib.PRESETS)
+    for name, source in rows.items():
+        assert any(s in source for s in ("Table A.1", "README", "config_cifar100.json", "project")), name

@@ -27,9 +27,9 @@ def test_synthetic_rates(rate):
     assert not np.array_equal(sym.noisy, noise.make_label_set("sym", y, 10, rate, seed=2).noisy)
 
 
-def test_asymmetric_map_is_exact():
+def test_asymclean_flips_exactly_rate_of_each_source_class_on_the_clean_labels():
     y = _clean()
-    ls = noise.make_label_set("asym", y, 10, 0.4, seed=3)
+    ls = noise.make_label_set("asymclean", y, 10, 0.4, seed=3)
     for src in range(10):
         moved = ls.noisy[(y == src)]
         if src in noise.CIFAR10_ASYM:
@@ -40,6 +40,7 @@ def test_asymmetric_map_is_exact():
             assert np.all(moved == src)
     # App. A.2 by class names (CIFAR-10's documented class order), not by restating the indices.
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert list(noise.CIFAR10_CLASSES) == names
     by_name = {names[s]: names[d] for s, d in noise.CIFAR10_ASYM.items()}
     assert by_name == {"truck": "automobile", "bird": "airplane", "deer": "horse", "cat": "dog", "dog": "cat"}
 
@@ -53,6 +54,21 @@ def test_bad_names_and_rates_are_rejected():
             noise.make_label_set("sym", y, 10, bad)
     with pytest.raises(ValueError, match="CIFAR-10 and CIFAR-100 only"):
         noise.make_label_set("asym", y, 20, 0.4)
+
+
+def test_cifar10_asym_flips_sequentially_as_the_authors_at_18_4_percent():
+    # The authors visit the classes in order on the *current* labels: 40% of the cats go to dog,
+    # then 40% of the enlarged dog class (flipped cats included) go to cat.
+    y = np.repeat(np.arange(10, dtype=np.int32), 5000)   # CIFAR-10's 5,000 per class
+    cat, dog = noise.CIFAR10_CLASSES.index("cat"), noise.CIFAR10_CLASSES.index("dog")
+    for seed in range(5):
+        ls = noise.make_label_set("asym", y, 10, 0.4, seed=seed)
+        rates = noise.flip_rates(ls, noise.CIFAR10_ASYM)
+        assert 0.180 <= ls.realized_rate <= 0.188, (seed, ls.realized_rate)
+        assert 0.22 <= rates[(cat, dog)] <= 0.26, (seed, rates)
+        assert abs(rates[(dog, cat)] - 0.4) < 0.01 and rates[(9, 1)] == rates[(2, 0)] == rates[(4, 7)] == 0.4
+    clean = noise.make_label_set("asymclean", y, 10, 0.4, seed=0)
+    assert clean.realized_rate == 0.2 and noise.flip_rates(clean, noise.CIFAR10_ASYM)[(cat, dog)] == 0.4
 
 
 def _cifar_n_file():

@@ -27,6 +27,18 @@ def test_crop_covers_all_nine_shifts_and_flip_mirrors_about_half():
     assert 0.4 < flipped.mean() < 0.6
 
 
+def test_crop_pads_by_an_eighth_of_the_side_at_any_size():
+    # A folder run at 64×64 shifts by up to 64 // 8 = 8 pixels, as its host crop did (and the
+    # folder path's views are now cropped here); a fixed padding of 4 would reach ±4 only.
+    img = np.zeros((1024, 64, 48, 3), np.uint8)
+    img[:, 32, 10] = 255
+    out = np.asarray(pipeline.augment(jax.random.PRNGKey(1), jnp.asarray(img)))
+    pos = np.array([np.argwhere(o[..., 0] == 255)[0] for o in out])
+    assert set(pos[:, 0] - 32) == set(range(-8, 9))
+    dx = np.where(pos[:, 1] > 23, 47 - pos[:, 1], pos[:, 1]) - 10   # undo the flip (column c ↔ 47 − c)
+    assert set(dx) <= set(range(-6, 7)) and {-6, 6} <= set(dx)
+
+
 def test_epoch_batches_are_a_fresh_permutation_each_epoch():
     b = np.asarray(pipeline.epoch_batches(jax.random.PRNGKey(0), 3, 100, 32))
     assert b.shape == (3, 32) and len(set(b.ravel())) == 96 and b.max() < 100

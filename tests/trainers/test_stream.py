@@ -1,7 +1,9 @@
 """SOP trained from a streamed folder of PNGs (sopjax.stream_train) and its CLI path."""
 
+import dataclasses
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,6 +12,7 @@ from experiments import cifar
 from sopjax import configs as config_lib
 from sopjax.data import folder as stream
 from sopjax.trainers import state as tstate
+from sopjax.trainers import step as step_lib
 from sopjax.trainers import stream as stream_train
 from tests.experiments.test_distributed_cli import checkpoint
 
@@ -69,6 +72,24 @@ def test_rows_of_u_and_v_that_move_are_the_rows_the_loader_yielded(runs):
     # holds only if each row was trained with its own label from the list.
     y = data.train.labels
     np.testing.assert_array_equal(v1[np.arange(N), y], v0[np.arange(N), y])
+
+
+def test_both_views_are_cropped_on_the_device_from_the_unaugmented_image(folder):
+    # Catches the host cropping and flipping the loaded images, which makes the strong view a
+    # view of the weak view's crop; on the folder path both views must come out exactly as the
+    # CIFAR path builds them from the raw images (each view its own crop and flip).
+    cfg, data = dataclasses.replace(CFG, method="sop_plus"), load(folder)
+    x, idx = (np.asarray(a) for a in next(iter(stream_train.train_loader(cfg, data))))
+    raw = np.stack([np.asarray(Image.open(data.train.paths[i]).convert("RGB")) for i in idx])
+    np.testing.assert_array_equal(x, raw)
+    state = tstate.create_train_state(cfg, tstate.build_model(cfg, K), raw, N, K, 1)
+    spec, y_all = step_lib.StepSpec.from_config(cfg), jnp.asarray(data.train.labels)
+    got = stream_train.stream_batch(state, jnp.asarray(x), jnp.asarray(idx), y_all, spec)
+    want = step_lib.build_batch(state, jnp.asarray(raw), y_all[idx], jnp.asarray(idx), spec, weak_augment=True)
+    for view in ("x", "x_strong"):
+        np.testing.assert_allclose(np.asarray(got[view]), np.asarray(want[view]), atol=1e-6)
+    plain = step_lib.build_batch(state, jnp.asarray(raw), y_all[idx], jnp.asarray(idx), spec, weak_augment=False)
+    assert not np.allclose(np.asarray(got["x"]), np.asarray(plain["x"]))   # the weak view is cropped/flipped
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(runs):
