@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 
 from sopjax.infra.errors import DataError, TrainingDiverged
 
@@ -97,14 +98,18 @@ def exit(code: int) -> None:
 @contextlib.contextmanager
 def quiet_background_errors(enabled: bool):
     """Orbax's writer threads log and print their own tracebacks when a save fails (~100
-    lines for a full disk); the main thread reports the same error in one line. Restored after
-    a success only: after an error those threads print while the process exits."""
+    lines for a full disk), and an interrupted save warns about its coroutines; the main thread
+    reports the same error in one line. Restored after a success only (the warning filter
+    stays): after an error those threads print while the process exits."""
     # TensorStore's C++ callbacks print "Event loop is closed" through sys.excepthook / unraisablehook.
     absl, hooks = logging.getLogger("absl"), (threading.excepthook, sys.excepthook, sys.unraisablehook)
     level = absl.level
     if enabled:
         absl.setLevel(logging.CRITICAL)
         threading.excepthook = sys.excepthook = sys.unraisablehook = lambda *a: None
+        # A Ctrl-C inside orbax's asyncio save leaves coroutines never awaited; Python warns
+        # about each (~7 lines) under the one line that says what happened.
+        warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
     yield
     absl.setLevel(level)
     threading.excepthook, sys.excepthook, sys.unraisablehook = hooks

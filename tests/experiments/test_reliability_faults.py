@@ -5,6 +5,7 @@ benchmarks/reliability_probe.py runs every row as a user would and counts the ve
 """
 
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 import zipfile
 
 import numpy as np
@@ -27,7 +29,7 @@ from sopjax.data import cifar as data
 from sopjax.data import cifar_n, decode_cache
 from sopjax.data import folder as folder_lib
 from sopjax.evaluators import comparison
-from sopjax.infra import distributed, errors, memory, rundir
+from sopjax.infra import cli, distributed, errors, memory, rundir
 from tests.experiments.test_reliability import CLI_BASE, _cfg, _fit, _strict_lines, _synthetic
 from tests.tiny_data import tiny_cifar
 from theory import matrix_recovery as mr
@@ -382,3 +384,17 @@ def test_comparison_on_labels_without_wrong_ones_reports_na_instead_of_crashing(
     text = comparison.markdown(["ce", "sop"], comparison.table_rows(s), claims)
     assert "| CE memorizes ≥ 50% of the wrong labels | n/a | 0.5000 | n/a |" in text
     assert "| 0.0500 | 0.0300 | yes |" in text
+
+
+def test_an_interrupted_async_save_adds_no_warning_under_the_one_line():
+    """Was: Ctrl-C during orbax's asyncio save printed "coroutine … was never awaited" and
+    "Enable tracemalloc …" (7 lines) under the interruption line."""
+    async def save():
+        pass
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with cli.quiet_background_errors(True):
+            save()  # created, never awaited, dropped: what an interrupted event loop leaves
+            gc.collect()
+    assert not [w for w in seen if "never awaited" in str(w.message)]
