@@ -728,7 +728,7 @@ def main(argv=None) -> int:
     line (each figure file is written whole or not at all)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        with cli.sigterm_raises():
+        with cli.signals_raise():
             return run(parse_args(argv))
     except UsageError as e:
         if debug:

@@ -60,20 +60,28 @@ def error_line(e: BaseException, rerun: str = RESUMES) -> str:
 
 
 @contextlib.contextmanager
-def sigterm_raises():
-    """Inside, SIGTERM raises :class:`Terminated` in the main thread (Python's default is to
-    die at once, silently, skipping every clean-up). Elsewhere than the main thread: no change."""
+def signals_raise():
+    """Inside, SIGTERM raises :class:`Terminated` and Ctrl-C KeyboardInterrupt in the main
+    thread (Python's default for SIGTERM is to die at once, silently, skipping every clean-up).
+    Code that catches everything can swallow either exception; then it is raised again when
+    the block ends, so the command still stops with its one line. Elsewhere than the main
+    thread: no change."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received = []
 
     def handler(signum, frame):
-        raise Terminated()
-    old = signal.signal(signal.SIGTERM, handler)
+        received.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    if received:  # swallowed on the way (a bare ``except:`` in a library): stop all the same
+        raise Terminated() if signal.SIGTERM in received else KeyboardInterrupt()
 
 
 def interrupted_code(e: KeyboardInterrupt, line: str) -> int:
@@ -125,7 +133,7 @@ def main(parser: argparse.ArgumentParser, run, argv=None,
     except SystemExit as e:  # --help, or a bad flag (already reported in one line)
         return e.code if isinstance(e.code, int) else 2
     try:
-        with quiet_background_errors(not args.debug), sigterm_raises():
+        with quiet_background_errors(not args.debug), signals_raise():
             return run(args)
     except KeyboardInterrupt as e:
         if args.debug:
@@ -146,7 +154,7 @@ def guarded(run, args, errors=(ValueError, OSError),
     exceptions propagate: they are bugs, not bad input."""
     debug = getattr(args, "debug", False)
     try:
-        with sigterm_raises():
+        with signals_raise():
             return run(args)
     except KeyboardInterrupt as e:
         if debug:

@@ -4,6 +4,7 @@ do not fit, and errors that were unclear or hung). The first part is test_reliab
 benchmarks/reliability_probe.py runs every row as a user would and counts the verdicts.
 """
 
+import argparse
 import dataclasses
 import gc
 import io
@@ -398,3 +399,19 @@ def test_an_interrupted_async_save_adds_no_warning_under_the_one_line():
             save()  # created, never awaited, dropped: what an interrupted event loop leaves
             gc.collect()
     assert not [w for w in seen if "never awaited" in str(w.message)]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_swallowed_by_a_catch_all_still_ends_the_command(capsys, sig, code):
+    """Was: SIGTERM landing in an import guarded by a bare ``except`` (matplotlib's 3-D axes)
+    was lost: the command ran on and exited 0."""
+    def run(args):
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(5)
+        except BaseException:  # what a library's bare ``except:`` does
+            pass
+        return 0
+
+    assert cli.guarded(run, argparse.Namespace(debug=False)) == code
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
