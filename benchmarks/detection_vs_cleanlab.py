@@ -2,20 +2,24 @@
 
 On the same labels, network and epochs (a preset, default ``cpu-compare``):
 
-- cleanlab: ``cleanlab.filter.find_label_issues`` fed out-of-sample probabilities from
-  k-fold cross-validated CE (cleanlab's documented protocol): k networks, each trained
-  on k − 1 folds for the preset's epochs and evaluated on the held-out fold. Its AUROC
-  uses ``1 − cleanlab.rank.get_label_quality_scores`` (self-confidence).
-- SOP: ‖s_i‖₁ from one run's u, v; flagged at the preset's ``detect_threshold`` and,
-  for a like-for-like count, its top-n with n = cleanlab's number of issues.
-- CE: 1 − p(given label) of one run's final network, flagged the same two ways.
+- SOP: the run's label-issue report (``label_issues.json``: the score S and the samples it
+  flags at its own confident-joint count, :mod:`sopjax.evaluators.label_issues`); the same
+  run's network 1 − p(given label) at that count; and the old ‖s_i‖₁ > ``detect_threshold``.
+- cleanlab: ``cleanlab.filter.find_label_issues`` (its own count) fed out-of-sample
+  probabilities from k-fold cross-validated CE (cleanlab's documented protocol): k networks,
+  each trained on k − 1 folds for the preset's epochs and evaluated on the held-out fold,
+  for each k of ``--folds``. Its AUROC uses ``1 − cleanlab.rank.get_label_quality_scores``
+  (self-confidence).
+- CE: 1 − p(given label) of one run's final network, top n at SOP's count.
 
 The SOP and CE runs are read from a finished comparison directory (``--from-compare``,
 as written by ``python -m experiments.cifar``) so the same runs are not trained twice;
-without it they are trained here. Prints a Markdown table (AUROC, precision, recall, F1,
-flagged count, wall time) and writes it with the raw numbers to ``<workdir>/detection.json``.
+without it they are trained here. Prints a Markdown table (AUROC, flagged count, precision,
+recall, F1 at each method's own count, distinct score values, wall time: SOP's is its one
+training run, cleanlab's its k trainings) and writes it with the raw numbers to
+``<workdir>/detection.json``. The out-of-fold probabilities are cached in ``--workdir``.
 
-    python -m benchmarks.detection_vs_cleanlab --from-compare runs/cpu-compare-compare-worst-s0 --folds 2
+    python -m benchmarks.detection_vs_cleanlab --from-compare runs/cpu-compare-compare-worst-s0 --folds 2,3
 """
 
 from __future__ import annotations
@@ -102,8 +106,8 @@ def top_n(scores: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def run_scores(cfg, arrays, args) -> dict:
-    """{"sop": (score, wall s), "ce": (score, wall s)} from a comparison directory or fresh runs."""
+def run_dirs(cfg, arrays, args) -> dict:
+    """{"sop": dir, "ce": dir}: the comparison directory's runs, or fresh runs trained here."""
     out = {}
     for m in ("sop", "ce"):
         d = pathlib.Path(args.from_compare) / m if args.from_compare else pathlib.Path(args.workdir) / m
@@ -112,29 +116,81 @@ def run_scores(cfg, arrays, args) -> dict:
         with np.load(d / "noise_scores.npz") as z:
             if not np.array_equal(z["given_label"], arrays.labels.noisy):
                 raise ValueError(f"{d} was trained on other labels; pass the matching --preset/--seed")
-            score = z["score"]
-        out[m] = (score, json.loads((d / "summary.json").read_text())["train_wall_s"])
+        out[m] = d
     return out
 
 
-def table(rows: dict) -> str:
-    lines = ["| detector | AUROC | precision | recall | F1 | flagged | wall time (s) |", "| --- |" + " --- |" * 6]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['auroc']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
-                     f"{r['flagged']} | {r['wall_s']:.0f} |")
-    return "\n".join(lines) + "\n"
+def sop_rows(d: pathlib.Path, given: np.ndarray, wrong: np.ndarray) -> dict:
+    """SOP's label-issue report (its score and its own flagged count), the same run's network
+    1 − p at that count, and the old ‖s‖₁ > threshold, from the run directory ``d``."""
+    rep = json.loads((d / "label_issues.json").read_text())
+    summary = json.loads((d / "summary.json").read_text())
+    wall = summary["train_wall_s"]
+    score, flagged = np.zeros(len(given)), np.zeros(len(given), bool)
+    for r in rep["rows"]:
+        score[r["index"]], flagged[r["index"]] = 1.0 - r["label_score"], r["is_label_issue"]
+    with np.load(d / "noise_scores.npz") as z:
+        one_minus_p = 1.0 - z["pred_probs"][np.arange(len(given)), given]
+    n = int(flagged.sum())
+    uv = summary["detection"]["sop_uv"]
+    p, r = uv["precision"], uv["recall"]
+    return {
+        "SOP label_issues.csv (its score, its count)": {"auroc": detection.auroc(score, wrong),
+                                                         **flagged_stats(flagged, wrong), "wall_s": wall,
+                                                         "distinct": len(np.unique(score.astype(np.float32)))},
+        f"SOP network 1 − p(given), top {n}": {"auroc": detection.auroc(one_minus_p, wrong),
+                                               **flagged_stats(top_n(one_minus_p, n), wrong), "wall_s": wall},
+        f"SOP ‖s‖₁ (u, v) > {uv['threshold']}": {"auroc": uv["auroc"], "precision": p, "recall": r,
+                                                 "f1": 2 * p * r / (p + r) if p and r else float("nan"),
+                                                 "flagged": None, "wall_s": wall},
+    }
 
 
-def main(argv=None) -> int:
+def cleanlab_rows(cfg, arrays, args, out: pathlib.Path) -> dict:
+    """cleanlab's find_label_issues on k-fold CE out-of-fold probabilities, for each k of --folds."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
+    given, wrong, rows = arrays.labels.noisy, arrays.labels.is_wrong, {}
+    for k in args.folds:
+        oof, cv_wall = cached_oof(cfg, arrays, k, out / f"oof_probs_{k}fold.npz")
+        t0 = time.perf_counter()
+        issues = find_label_issues(given, oof, n_jobs=1)  # no fork: JAX is multithreaded
+        score = 1.0 - get_label_quality_scores(given, oof)
+        rows[f"cleanlab find_label_issues ({k}-fold CE)"] = {
+            "auroc": detection.auroc(score, wrong), **flagged_stats(issues, wrong),
+            "wall_s": cv_wall + time.perf_counter() - t0, "distinct": len(np.unique(score.astype(np.float32)))}
+    return rows
+
+
+def table(rows: dict) -> str:
+    lines = ["| detector | AUROC | flagged | precision | recall | F1 | distinct scores | wall time (s) |",
+             "| --- |" + " --- |" * 7]
+
+    def f(v, spec):
+        return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
+
+    for name, r in rows.items():
+        lines.append(f"| {name} | {f(r['auroc'], '.3f')} | {f(r['flagged'], 'd')} | {f(r['precision'], '.3f')} | "
+                     f"{f(r['recall'], '.3f')} | {f(r['f1'], '.3f')} | {f(r.get('distinct'), 'd')} | "
+                     f"{f(r['wall_s'], '.0f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _folds(text: str) -> tuple:
+    ks = tuple(int(k) for k in text.split(","))
+    if not all(2 <= k <= 5 for k in ks):
+        raise argparse.ArgumentTypeError(f"folds between 2 and 5, e.g. 2,3; got {text!r}")
+    return ks
+
+
+def main(argv=None) -> int:
     from experiments import cifar
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="cpu-compare", choices=sorted(config_lib.PRESETS))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--folds", type=int, default=2, choices=(2, 3, 4, 5))
+    ap.add_argument("--folds", type=_folds, default=(2,), help="cleanlab's k-fold CE, one or more k, e.g. 2,3")
     ap.add_argument("--from-compare", default=None, help="a finished comparison directory with ce/ and sop/ runs")
     ap.add_argument("--workdir", default=None, help="output folder (default runs/detection-vs-cleanlab-s<seed>)")
     ap.add_argument("--data-dir", default=None)
@@ -147,32 +203,20 @@ def main(argv=None) -> int:
     wrong, given = arrays.labels.is_wrong, arrays.labels.noisy
     out = pathlib.Path(args.workdir)
     out.mkdir(parents=True, exist_ok=True)
-    oof, cv_wall = cached_oof(cfg, arrays, args.folds, out / f"oof_probs_{args.folds}fold.npz")
     if args.oof_only:
+        for k in args.folds:
+            cached_oof(cfg, arrays, k, out / f"oof_probs_{k}fold.npz")
         return 0
-    scores = run_scores(cfg, arrays, args)
-    t0 = time.perf_counter()
-    issues = find_label_issues(given, oof, n_jobs=1)  # no fork: JAX is multithreaded
-    cl_score = 1.0 - get_label_quality_scores(given, oof)
-    cl_wall = cv_wall + time.perf_counter() - t0
-    n = int(issues.sum())
-    rows = {f"cleanlab find_label_issues ({args.folds}-fold CE)":
-            {"auroc": detection.auroc(cl_score, wrong), **flagged_stats(issues, wrong), "wall_s": cl_wall}}
-    for m, label in (("sop", "SOP ‖s‖₁ from u, v"), ("ce", "CE 1 − p(given)")):
-        sc, wall = scores[m]
-        auc = detection.auroc(sc, wrong)
-        rows[f"{label}, score > {cfg.detect_threshold}"] = {
-            "auroc": auc,
-            **flagged_stats(sc > cfg.detect_threshold, wrong),
-            "wall_s": wall,
-        }
-        rows[f"{label}, top {n} (cleanlab's count)"] = {
-            "auroc": auc,
-            **flagged_stats(top_n(sc, n), wrong),
-            "wall_s": wall,
-        }
+    dirs = run_dirs(cfg, arrays, args)
+    rows = {**sop_rows(dirs["sop"], given, wrong), **cleanlab_rows(cfg, arrays, args, out)}
+    with np.load(dirs["ce"] / "noise_scores.npz") as z:
+        ce = z["score"]
+    ce_wall = json.loads((dirs["ce"] / "summary.json").read_text())["train_wall_s"]
+    n = rows["SOP label_issues.csv (its score, its count)"]["flagged"]
+    rows[f"CE 1 − p(given), top {n}"] = {"auroc": detection.auroc(ce, wrong), **flagged_stats(top_n(ce, n), wrong),
+                                         "wall_s": ce_wall}
     text = table(rows)
-    print("\n" + text)
+    print(f"\n{args.preset}, seed {args.seed}: {len(given)} labels, {int(wrong.sum())} wrong\n\n" + text)
     (out / "detection.json").write_text(jsonio.dumps({"preset": args.preset, "seed": args.seed, "folds": args.folds,
                                                       "num_train": len(given), "wrong": int(wrong.sum()),
                                                       "from_compare": args.from_compare, "rows": rows,

@@ -6,10 +6,13 @@
     python -m experiments.cifar --preset paper-cifar10-sym --noise-rate 0.4
     python -m experiments.cifar --subset 512 --epochs 1      # a smoke run
     python -m experiments.cifar --show-preset cpu-compare    # a preset's values
+    python -m experiments.cifar --config runs/X/config.json --workdir runs/X2   # re-run run X
     python -m experiments.cifar --method sop --coordinator-address host0:1234 --num-processes 2 --process-id 0
                                                              # one of several processes (docs/scaling.md)
     python -m experiments.cifar --method sop --image-root DIR --label-file DIR/train.txt --num-classes 14
                                                              # a folder of images and a '<path> <label>' list, streamed
+    python -m experiments.cifar --method sop --image-root DIR/train --test-folder DIR/test
+                                                             # class subfolders (torchvision's ImageFolder), streamed
 
 A thin CLI over :mod:`sopjax.trainers`; :mod:`sopjax.configs.presets` holds the presets and
 their sources. Re-running with the same ``--workdir`` resumes from its checkpoint.
@@ -18,22 +21,24 @@ their sources. Re-running with the same ``--workdir`` resumes from its checkpoin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import time
 
 import jax
 
+from experiments import folder_cli
 from sopjax.configs import PRESETS, Config, flags
+from sopjax.configs import files as config_files
 from sopjax.core import methods as registry
 from sopjax.data import arrays as arrays_lib
 from sopjax.data import cifar, noise
 from sopjax.evaluators import comparison
-from sopjax.infra import cli, distributed, parallel
+from sopjax.infra import cli, distributed
 from sopjax.infra.preflight import check_writable
 from sopjax.trainers import compare, multirun
 from sopjax.trainers.fit import fit
+from sopjax.trainers.state import check_installed
 
 PROG = "python -m experiments.cifar"
 
@@ -47,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = cli.OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=list(PRESETS), help=f"named settings ({_preset_help()})")
     ap.add_argument("--show-preset", choices=list(PRESETS), help="print a preset's values as JSON and exit")
+    ap.add_argument("--config", metavar="FILE",
+                    help="start from this config instead of a preset: a run's config.json (re-runs that run), a "
+                         "JSON object of config fields, or a Python file whose get_config() returns a Config; "
+                         "flags still override it")
     flags.add_config_flags(ap)
     ap.add_argument("--workdir", default=None, help="run directory (default runs/<preset>-<method>-<labels>-s<seed>)")
     ap.add_argument("--data-dir", default=None, help=f"folder with CIFAR (else ${cifar.ENV_VAR}, then ./data, "
@@ -63,24 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="resume a run in --workdir with new --lr/--lr-u/--lr-v (recorded in config.json)")
     ap.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     distributed.add_flags(ap)
-    add_folder_flags(ap)
+    folder_cli.add_folder_flags(ap)
     return ap
-
-
-def add_folder_flags(ap: argparse.ArgumentParser) -> None:
-    """The streamed folder dataset (:mod:`sopjax.trainers.stream`) instead of CIFAR."""
-    g = ap.add_argument_group("a folder of images and a '<path> <label>' list (Clothing1M, WebVision), streamed")
-    g.add_argument("--image-root", help="folder that the paths of --label-file are relative to")
-    g.add_argument(
-        "--label-file", help="training list, one '<path> <label>' line per image; u, v follow its line order"
-    )
-    g.add_argument("--test-label-file", help="clean evaluation list under --image-root (per-epoch test accuracy)")
-    g.add_argument(
-        "--num-classes", type=int, help="number of classes of the lists' labels (Clothing1M 14, WebVision 50)"
-    )
-    g.add_argument("--image-size", type=int, default=32, help="side in pixels that images are decoded and resized to")
-    g.add_argument("--loader-workers", type=int, default=0,
-                   help="host processes that decode and augment the images (0 = this process)")
 
 
 def _seed_list(text: str) -> tuple:
@@ -109,6 +102,7 @@ def main(argv=None) -> int:
 
 
 def choose_preset(requested: str | None) -> tuple[str, str]:
+    """The preset's name and why it was chosen: the one requested, or one by JAX's backend."""
     if requested:
         return requested, "requested with --preset"
     backend = jax.default_backend()
@@ -118,10 +112,19 @@ def choose_preset(requested: str | None) -> tuple[str, str]:
 
 
 def build_config(args) -> tuple[Config, str, str, dict]:
-    """The preset (chosen or by backend) with the flags given applied; validated."""
-    preset, why = choose_preset(args.preset)
+    """The preset (chosen or by backend), or the ``--config`` file, with the flags given applied;
+    validated, and its optional packages installed (:func:`sopjax.trainers.state.check_installed`)."""
     changes = flags.overrides(args)
-    return dataclasses.replace(PRESETS[preset], **changes).validate(), preset, why, changes
+    if args.config:
+        if args.preset:
+            raise ValueError("--config and --preset both name a starting config; pass one of them")
+        base, preset, why = config_files.load(args.config), "config", f"from --config {args.config}"
+    else:
+        preset, why = choose_preset(args.preset)
+        base = PRESETS[preset]
+    cfg = dataclasses.replace(base, **changes).validate()
+    check_installed(cfg)
+    return cfg, preset, why, changes
 
 
 def load_arrays(cfg: Config, args, split: bool = True) -> tuple[arrays_lib.Arrays, str]:
@@ -188,7 +191,7 @@ def run(args) -> int:
     cfg, preset, why, changes = build_config(args)
     print(f"preset {preset!r} ({why}); overrides: {changes or 'none'}")
     if args.label_file or args.image_root:
-        return run_folder(args, cfg, preset, why, changes)
+        return folder_cli.run_folder(args, cfg, preset, why, changes)
     if args.compare and args.seeds:
         raise ValueError("--compare and --seeds cannot be combined; run each seed's comparison as its own command")
     # --seeds asks for single-method runs, so it overrides the cpu-compare preset's default comparison.
@@ -210,7 +213,7 @@ def run_one(args, cfg: Config, preset: str, why: str) -> int:
     check_writable(workdir)  # before the data are loaded: fail in seconds, not minutes
     arrays, source = load_arrays(cfg, args)
     print(f"workdir {workdir}")
-    with layout(cfg, len(arrays.x_train)):
+    with folder_cli.layout(cfg, len(arrays.x_train)):
         s = fit(cfg, arrays, workdir, progress=not args.no_progress, log_epochs=True,
                 extra_config={"preset": preset, "preset_reason": why, "data_source": source},
                 allow_lr_change=args.allow_lr_change)
@@ -219,18 +222,6 @@ def run_one(args, cfg: Config, preset: str, why: str) -> int:
     print("\n" + "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows))
     print(f"\nrun directory: {workdir}")
     return 0
-
-
-@contextlib.contextmanager
-def layout(cfg: Config, num_train: int):
-    """Data parallel over every device when there are several (:mod:`sopjax.infra.parallel`); says which."""
-    if jax.device_count() < 2:
-        print(f"layout: {parallel.describe(None, cfg.batch_size, num_train)}")
-        yield
-        return
-    with parallel.data_parallel() as mesh:
-        print(f"layout: {parallel.describe(mesh, cfg.batch_size, num_train)}")
-        yield
 
 
 def run_seeds(args, cfg: Config, preset: str, why: str) -> int:
@@ -255,46 +246,13 @@ def run_compare(args, cfg: Config, preset: str, why: str, methods: tuple) -> int
     check_writable(workdir)  # before the data are loaded: fail in seconds, not minutes
     arrays, source = load_arrays(cfg, args)
     print(f"comparing {', '.join(methods)} in {workdir}")
-    with layout(cfg, len(arrays.x_train)):
+    with folder_cli.layout(cfg, len(arrays.x_train)):
         rec = compare.run_comparison(cfg, arrays, workdir, methods, progress=not args.no_progress, started=started,
                                      extra_config={"preset": preset, "preset_reason": why, "data_source": source},
                                      allow_lr_change=args.allow_lr_change)
     print("\n" + rec["markdown"])
     print(f"run directory: {workdir} (comparison.md, comparison.json, fig1.png, neural_collapse.png; "
           "one folder per method)")
-    return 0
-
-
-def run_folder(args, cfg: Config, preset: str, why: str, changes: dict) -> int:
-    """``--image-root DIR --label-file FILE``: SOP on a streamed folder (:mod:`sopjax.trainers.stream`)."""
-    from sopjax.data import folder  # grain: streaming input only
-    from sopjax.trainers import stream
-
-    if args.compare or args.seeds:
-        raise ValueError("--compare and --seeds take CIFAR only; train a --label-file dataset one --method at a time")
-    if args.loader_workers < 0:
-        raise ValueError(f"--loader-workers must be 0 or more, got {args.loader_workers}")
-    if changes.get("val_size") or changes.get("val_holdout"):
-        raise ValueError("--val-size and --val-holdout split CIFAR's training images; with --label-file pass an "
-                         "evaluation list as --test-label-file")
-    # The preset's CIFAR subset and validation split do not apply to a folder; only an explicit --subset does.
-    cfg = dataclasses.replace(cfg, subset=changes.get("subset", 0), val_size=0)
-    workdir = args.workdir or f"runs/{preset}-{cfg.method}-folder-s{cfg.seed}{_suffix(cfg)}"
-    check_writable(workdir)  # before the lists are read: fail in seconds
-    data = folder.load_folder(args.image_root, args.label_file, args.num_classes, args.image_size,
-                              args.test_label_file, cfg.subset)
-    n = len(data.train.paths)
-    print(f"data: {n} images listed in {args.label_file} under {args.image_root}, {data.num_classes} classes, "
-          f"decoded at {data.image_size}x{data.image_size} by {args.loader_workers} worker process(es); labels as "
-          f"given (--label-set, --noise-rate unused); inputs normalized with the {cfg.dataset} constants; test list: "
-          f"{len(data.test.paths) if data.test else 'none'}")
-    print(f"workdir {workdir}")
-    with layout(cfg, n):
-        s = stream.fit_stream(cfg, data, workdir, workers=args.loader_workers, progress=not args.no_progress,
-                              log_epochs=True, allow_lr_change=args.allow_lr_change,
-                              extra_config={"preset": preset, "preset_reason": why})
-    print(f"\ntest acc last {_f(s['test_acc_last'])}, train loss last {_f(s['train_loss_last'])}, "
-          f"{_f(s['mean_images_per_s'], '.0f')} images/s\nrun directory: {workdir}")
     return 0
 
 

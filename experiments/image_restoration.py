@@ -42,7 +42,7 @@ import time
 import numpy as np
 
 from sopjax.dop import restore as dop
-from sopjax.infra import cli, memory
+from sopjax.infra import cli, extras, memory
 from sopjax.infra.provenance import code_version
 from theory.matrix_recovery import check_out, check_seed
 from theory.matrix_recovery import save as save_atomic
@@ -105,7 +105,7 @@ QUICK = RestorationConfig(images=("camera",), levels=(0.5,), iters=300, width=16
 def load_image(name: str, size: int) -> np.ndarray:
     """scikit-image's ``data.<name>()``, center-cropped square, resized to size×size;
     (size, size, C) float32 in [0, 1]."""
-    from skimage import data, transform, util
+    from skimage import data, transform, util  # the dop extra, checked by run()
 
     img = util.img_as_float(getattr(data, name)())
     h, w = img.shape[:2]
@@ -229,6 +229,7 @@ def run(args) -> int:
     cfg = dataclasses.replace(cfg, **changes).validate()
     check_seed(args.seed)
     memory.check_fits(cfg.memory_estimate(), f"--size {cfg.size} at --width {cfg.width}", "lower --size or --width")
+    extras.require("skimage", "python -m experiments.image_restoration")  # before any output is written
     out = (
         args.out
         or pathlib.Path("runs") / f"image_restoration-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S%f}"

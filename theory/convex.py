@@ -59,7 +59,7 @@ class L2L1Program:
         if solver not in cp.installed_solvers():
             raise ValueError(
                 f"solver {solver!r} is not installed; installed: {cp.installed_solvers()}. "
-                "Install it (e.g. `pip install ecos`) or pass solver='CLARABEL'."
+                "Install it (e.g. `pip install ecos`; pip install 'sopjax[dop]' adds SCS and CLARABEL)."
             )
         self.N, self.p, self.solver = N, p, solver
         self.J = cp.Parameter((N, p))

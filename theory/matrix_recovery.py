@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.core.overparam import sparse_term
-from sopjax.infra import cli, memory
+from sopjax.infra import cli, extras, memory
 from sopjax.infra.jsonio import atomic_path, dumps
 from sopjax.infra.preflight import probe_dir
 from sopjax.infra.provenance import code_version
@@ -220,7 +220,8 @@ class ConvexRPCA:
 
         solver = solver.upper()
         if solver not in cp.installed_solvers():
-            raise ValueError(f"solver {solver!r} is not installed; installed: {cp.installed_solvers()}")
+            raise ValueError(f"solver {solver!r} is not installed; installed: {cp.installed_solvers()}; "
+                             "pip install 'sopjax[dop]' adds SCS and CLARABEL")
         self.n, self.solver = n, solver
         self.Y, self.lam = cp.Parameter((n, n)), cp.Parameter(nonneg=True)
         self.L, self.S = cp.Variable((n, n)), cp.Variable((n, n))
@@ -263,8 +264,7 @@ def ialm_rpca(Y: np.ndarray, lam: float, tol: float = 1e-9, max_iter: int = 5000
     before the objective is (on n = 20 instances it stopped at relative errors of
     1e-2–0.3 where CVXPY's optimum recovers L★ to 1e-9; with 1.1 they agree).
     """
-    from pyrpca import rpca_pcp_ialm
-
+    rpca_pcp_ialm = extras.require("pyrpca", "the inexact-ALM RPCA baseline").rpca_pcp_ialm
     L, S = rpca_pcp_ialm(np.asarray(Y, np.float64), lam, max_iter=max_iter, tol=tol, rho=rho, verbose=False)
     return np.asarray(L), np.asarray(S)
 
@@ -536,6 +536,7 @@ def _run(args) -> int:
             check_sizes(c.n, r, rho)
         memory.check_fits(memory_estimate(name, c), f"--part {name} at n = {c.n}", "lower --n")
     ConvexRPCA(2, args.solver)
+    extras.require("pyrpca", "python -m theory.matrix_recovery")  # before any output is written
     out = args.out or default_out("matrix_recovery")
     check_out(out, [f"dop_matrix_{name}" for name in parts], args.force)
     t0 = time.perf_counter()

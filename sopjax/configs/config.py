@@ -26,9 +26,10 @@ def _f(default, help: str):
 class Config:
     """One training run. Every field is a CLI flag of ``experiments.cifar`` (``--lr-u`` for ``lr_u``)."""
 
-    dataset: str = _f("cifar10", "cifar10 or cifar100")
+    dataset: str = _f("cifar10", "cifar10 or cifar100 (the library's fit also takes any other name for your own "
+                                 "arrays: see sopjax.data.constants.input_stats)")
     label_set: str = _f("worst", "label noise: clean, sym, symflip, asym, asymclean, aggre, rand1-rand3, worst, "
-                                 "noisy100")
+                                 "noisy100 (CIFAR only; with your own arrays the labels are the LabelSet you pass)")
     noise_rate: float = _f(0.0, "synthetic noise rate in [0, 1] (sym, symflip, asym, asymclean only)")
     method: str = _f("sop", "training method (the registry, sopjax.core.methods)")
     sop_variant: str = _f("reference", "reference (the authors' code) or paper (Algorithm 1)")
@@ -97,16 +98,11 @@ def _check_types(cfg: Config) -> None:
 
 
 def _check_choices(cfg: Config) -> None:
-    if cfg.dataset not in ("cifar10", "cifar100"):
-        raise ValueError(f"--dataset must be 'cifar10' or 'cifar100', got {cfg.dataset!r}")
+    if not cfg.dataset.strip():
+        raise ValueError("--dataset must name the data, e.g. cifar10, cifar100 or your own dataset's name")
     methods.get(cfg.method)  # raises naming the registered methods
-    if cfg.label_set not in noise.LABEL_SETS:
-        raise ValueError(f"unknown label set {cfg.label_set!r}; choose one of {', '.join(noise.LABEL_SETS)}")
-    owner = "cifar10" if cfg.label_set in CIFAR10N else "cifar100" if cfg.label_set in CIFAR100N else None
-    if owner not in (None, cfg.dataset):
-        raise ValueError(
-            f"label set {cfg.label_set!r} exists for {owner} only; pass --dataset {owner} or another --label-set"
-        )
+    if cfg.dataset in CIFAR:  # label_set says how CIFAR's labels are built; other data bring their own
+        _check_label_set(cfg)
     noise.check_rate(cfg.noise_rate)
     if cfg.arch not in models.ARCHS:
         raise ValueError(f"unknown --arch {cfg.arch!r}; choose one of {models.ARCHS}")
@@ -121,6 +117,19 @@ def _check_choices(cfg: Config) -> None:
                          f"got {cfg.strong_view_norm!r}")
     if cfg.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"--dtype must be 'float32' or 'bfloat16', got {cfg.dtype!r}")
+
+
+CIFAR = ("cifar10", "cifar100")
+
+
+def _check_label_set(cfg: Config) -> None:
+    if cfg.label_set not in noise.LABEL_SETS:
+        raise ValueError(f"unknown label set {cfg.label_set!r}; choose one of {', '.join(noise.LABEL_SETS)}")
+    owner = "cifar10" if cfg.label_set in CIFAR10N else "cifar100" if cfg.label_set in CIFAR100N else None
+    if owner not in (None, cfg.dataset):
+        raise ValueError(
+            f"label set {cfg.label_set!r} exists for {owner} only; pass --dataset {owner} or another --label-set"
+        )
 
 
 # field: (lowest allowed, highest allowed, an example); a bound in a list is exclusive.

@@ -18,7 +18,15 @@ EPS = 1e-4  # reference code's ε in φ (paper eq. 7)
 
 
 def cross_entropy(logits, labels):
-    """Mean softmax cross-entropy. logits (B, K) float, labels (B,) int → scalar."""
+    """Batch-mean softmax cross-entropy, −mean_i log softmax(f_i)[y_i] (the paper's CE baseline).
+
+    Args:
+      logits: (B, K) float network outputs.
+      labels: (B,) int given labels in [0, K).
+
+    Returns:
+      A float32 scalar.
+    """
     logp = jax.nn.log_softmax(logits.astype(jnp.float32))
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
 
@@ -62,8 +70,21 @@ def sop_loss(logits, labels, u_b, v_b, variant: str = "reference", eps: float = 
     it with a + sign, a sign slip in the paper (the descent direction is the same
     as this code's).
 
-    Args: logits (B, K); labels (B,) int; u_b (B, 1); v_b (B, K).
-    Raises ValueError for an unknown variant.
+    Args:
+      logits: (B, K) float network outputs for the batch.
+      labels: (B,) int given (possibly wrong) labels in [0, K).
+      u_b: (B, 1) float32, the batch's rows of the table u (``u[idx]``, idx the samples'
+        dataset positions); (B, K) also works (only the given class's entry counts).
+      v_b: (B, K) float32, the batch's rows of v.
+      variant: "reference" or "paper" (above).
+      eps: ε of φ (the authors' 1e-4).
+
+    Returns:
+      (loss, aux): the batch-mean scalar loss (float32) and {"ce": …, "mse": …}, its two
+      terms (scalars).
+
+    Raises:
+      ValueError: for an unknown variant.
     """
     if variant not in ("reference", "paper"):
         raise ValueError(f"unknown SOP variant {variant!r}; use 'reference' or 'paper'")
@@ -112,8 +133,17 @@ def sop_plus_loss(logits_weak, logits_strong, labels, u_b, v_b, lambda_c: float 
     code, not on softmax(f) as App. A.3 writes it), so its gradient reaches θ and u.
     The two views' logits come from one forward pass over [weak; strong] in the trainer.
 
-    Args: logits_weak, logits_strong (B, K); labels (B,) int; u_b (B, 1); v_b (B, K).
-    Raises ValueError for an unknown variant.
+    Args:
+      logits_weak: (B, K) float logits of the weakly augmented view (crop and flip).
+      logits_strong: (B, K) float logits of the strongly augmented view (AutoAugment).
+      labels: (B,) int given labels; u_b (B, 1), v_b (B, K): the batch's table rows.
+      lambda_c, lambda_b: the weights λ_C, λ_B. variant, eps: as in :func:`sop_loss`.
+
+    Returns:
+      (loss, aux): the batch-mean scalar loss and {"ce", "mse", "consistency", "balance"}.
+
+    Raises:
+      ValueError: for an unknown variant.
     """
     sop, aux = sop_loss(logits_weak, labels, u_b, v_b, variant, eps)
     y = jax.nn.one_hot(labels, logits_weak.shape[-1], dtype=jnp.float32)
@@ -125,10 +155,16 @@ def sop_plus_loss(logits_weak, logits_strong, labels, u_b, v_b, lambda_c: float 
 
 
 def noise_score(u, v, labels):
-    """Per-sample estimate of label noise: ‖s_i‖₁ = U²_i[y_i] + Σ_k V²_ik, in [0, K].
+    """Per-sample estimate of label noise: ‖s_i‖₁ = U²_i[y_i] + Σ_k V²_ik (paper eq. 5,
+    with the clamp of :func:`noise_squares`), in [0, K]; higher means "more likely a wrong label".
 
-    u (N, 1), v (N, K), labels (N,) int — the trained tables and the given labels.
-    Returns (N,) float32; higher means "more likely a wrong label".
+    Args:
+      u: (N, 1) float32, the trained table u (or the rows of the samples to score).
+      v: (N, K) float32, the trained table v (same rows).
+      labels: (N,) int, the given labels of those rows.
+
+    Returns:
+      (N,) float32 scores.
     """
     y = jax.nn.one_hot(labels, v.shape[-1], dtype=jnp.float32)
     U2, V2 = noise_squares(u, v, y)

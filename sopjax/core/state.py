@@ -17,6 +17,9 @@ class TrainState(train_state.TrainState):
     norm: {"mean", "std"} float32 (3,): the input normalization (units of [0, 1]
       intensity), kept in the state so evaluation needs no config; "strong_mean",
       "strong_std": the same for SOP+'s strong view.
+    sample_stats: per-sample running sums of the label-issue score for a method with
+      tables (:func:`sopjax.core.tables.init_sample_stats`: "issue_sum", "issue_count"
+      (N,) float32, "start_step" () int32), updated by every training step; {} otherwise.
 
     ``params`` is ``{"net": network params}`` plus, for a method with tables,
     ``"u"`` (N, 1) and ``"v"`` (N, K) float32 rows indexed by dataset position.
@@ -25,6 +28,7 @@ class TrainState(train_state.TrainState):
     batch_stats: Any
     rng: jax.Array
     norm: Any
+    sample_stats: Any
 
 
 def eval_variables(state: TrainState) -> dict:

@@ -19,7 +19,12 @@ class Arrays:
     """Host arrays of one run: x_train (N, …), labels (a LabelSet over N), x_test, y_test (int32);
     x_val (V, …), y_val (V,) int32: the validation images and the labels they are scored
     against, or None; val_rows (V,) int: the training rows the validation images are (they are
-    also trained on), or None when they were held out of training (``--val-holdout``)."""
+    also trained on), or None when they were held out of training (``--val-holdout``);
+    class_names: K names (written into config.json, summary.json and noise_scores.npz), or None.
+
+    Inputs are uint8 images (N, H, W, C), augmented and normalized on the device, or float
+    features (N, …) used as they are. Build it from numpy with :meth:`from_numpy`.
+    """
 
     x_train: np.ndarray
     labels: LabelSet
@@ -29,6 +34,32 @@ class Arrays:
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     val_rows: np.ndarray | None = None
+    class_names: tuple | None = None
+
+    @classmethod
+    def from_numpy(cls, x_train, y_train, x_test, y_test, num_classes: int | None = None, true_labels=None,
+                   class_names=None, name: str = "given") -> "Arrays":
+        """Your own data as a run's arrays (e.g. from ``tfds.as_numpy`` or a Hugging Face
+        dataset's ``with_format("numpy")``: docs/api.md).
+
+        Args:
+          x_train: (N, H, W, C) uint8 images or (N, …) float features.
+          y_train: (N,) int given (possibly wrong) labels.
+          x_test, y_test: the evaluation set (Nt, …) and its (Nt,) int labels.
+          num_classes: K; default ``len(class_names)``, else 1 + the largest label seen.
+          true_labels: (N,) int true training labels if known (synthetic noise), else None:
+            the metrics that need them are then skipped.
+          class_names: K names, or None.
+          name: the label set's name in the run's records.
+
+        Returns:
+          Arrays (labels as int32). Checked by :func:`sopjax.fit` before anything is written.
+        """
+        y_train, y_test = np.asarray(y_train, np.int32), np.asarray(y_test, np.int32)
+        if num_classes is None:
+            num_classes = len(class_names) if class_names is not None else int(max(y_train.max(), y_test.max())) + 1
+        return cls(np.asarray(x_train), LabelSet.given(y_train, name, true_labels), np.asarray(x_test), y_test,
+                   int(num_classes), class_names=None if class_names is None else tuple(map(str, class_names)))
 
 
 def val_count(val_size: int, num_train: int) -> int:
@@ -52,7 +83,8 @@ def split_validation(arrays: Arrays, val_size: int, seed: int, holdout: bool = F
     n_val = val_count(val_size, len(arrays.x_train))
     if holdout:
         return _hold_out(arrays, n_val, seed)
-    rows = balanced_rows(arrays.labels.clean, n_val, seed)
+    by = arrays.labels.noisy if arrays.labels.clean is None else arrays.labels.clean  # your own data: given
+    rows = balanced_rows(by, n_val, seed)
     return dataclasses.replace(arrays, x_val=arrays.x_train[rows], val_rows=rows,
                                y_val=validation_labels(arrays.labels, rows, arrays.num_classes))
 
@@ -61,7 +93,7 @@ def _hold_out(arrays: Arrays, n_val: int, seed: int) -> Arrays:
     N = len(arrays.x_train)
     perm = np.random.default_rng([seed, streams.VAL_SPLIT]).permutation(N)
     val, keep = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    labels = dataclasses.replace(arrays.labels, noisy=arrays.labels.noisy[keep], clean=arrays.labels.clean[keep])
+    labels = arrays.labels.take(keep)
     return dataclasses.replace(arrays, x_train=arrays.x_train[keep], labels=labels, x_val=arrays.x_train[val],
                                y_val=np.asarray(arrays.labels.noisy[val], np.int32))
 
@@ -86,6 +118,8 @@ def validation_labels(labels: LabelSet, rows: np.ndarray, num_classes: int) -> n
     CIFAR-100 asym with new class pairs), independent of the rows' training labels; for clean
     and CIFAR-N sets the clean labels (their CIFAR-100N branch replaces the training labels
     only; the released code has no CIFAR-10N branch, and CIFAR-10N follows CIFAR-100N)."""
+    if labels.clean is None:  # your own data: no true labels, so the given ones
+        return np.asarray(labels.noisy[rows], np.int32)
     clean = np.asarray(labels.clean[rows], np.int32)
     if labels.name == "clean" or labels.name not in noise.SYNTHETIC:
         return clean
@@ -102,7 +136,8 @@ def describe_split(arrays: Arrays, full_size: int, batch_size: int, val_size: in
     if arrays.x_val is None:
         val = "no validation split (--val-size 0)"
     elif arrays.val_rows is not None:
-        against = "their clean labels" if np.array_equal(arrays.y_val, arrays.labels.clean[arrays.val_rows]) \
+        clean = arrays.labels.clean
+        against = "their clean labels" if clean is not None and np.array_equal(arrays.y_val, clean[arrays.val_rows]) \
             else f"their own draw of the {arrays.labels.name} noise"
         val = (f"{len(arrays.x_val):,} of them also validate (a class-balanced subset of the training images, "
                f"scored against {against}, as the authors' loaders; --val-holdout holds them out instead)")
@@ -125,10 +160,11 @@ def sha256(a: np.ndarray) -> str:
 
 
 def data_fingerprint(arrays: Arrays) -> dict:
-    """SHA-256 of the training images, noisy and clean labels, test images and labels, keyed
-    by what they are, so a resume can tell (and say) which of the data changed."""
+    """SHA-256 of the training images, noisy and clean labels (None without them), test images
+    and labels, keyed by what they are, so a resume can tell (and say) which of the data changed."""
     return {"training images": sha256(arrays.x_train), "noisy labels": sha256(arrays.labels.noisy),
-            "clean labels": sha256(arrays.labels.clean), "test images": sha256(arrays.x_test),
+            "clean labels": None if arrays.labels.clean is None else sha256(arrays.labels.clean),
+            "test images": sha256(arrays.x_test),
             "test labels": sha256(arrays.y_test)}
 
 
@@ -147,7 +183,7 @@ def check_labels(name: str, y, n: int, num_classes: int) -> None:
 
 def check_arrays(arrays: Arrays) -> None:
     """Check :class:`Arrays`: a non-empty training set, at least 2 classes,
-    and every label set (noisy, clean, test) of the right length and in [0, K)."""
+    and every label set (noisy, clean if given, test) of the right length and in [0, K)."""
     K = arrays.num_classes
     if not (isinstance(K, (int, np.integer)) and K >= 2):
         raise ValueError(f"num_classes must be an integer ≥ 2, got {K!r}")
@@ -155,8 +191,11 @@ def check_arrays(arrays: Arrays) -> None:
     if N == 0 or Nt == 0:
         raise ValueError(f"the data hold {N} training and {Nt} test images; both must be non-empty")
     check_labels("noisy training labels", arrays.labels.noisy, N, K)
-    check_labels("clean training labels", arrays.labels.clean, N, K)
+    if arrays.labels.clean is not None:
+        check_labels("clean training labels", arrays.labels.clean, N, K)
     check_labels("test labels", arrays.y_test, Nt, K)
+    if arrays.class_names is not None and len(arrays.class_names) != K:
+        raise ValueError(f"{len(arrays.class_names)} class names for {K} classes; pass one name per class")
 
 
 def check_subset(subset: int, num_train: int) -> None:

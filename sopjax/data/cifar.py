@@ -55,6 +55,8 @@ OFFICIAL = {
         num_classes=100,
     ),
 }
+# Class k's name (the official release's batches.meta), for reports that show labels.
+CLASS_NAMES = {"cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")}
 JPEG_NPZ = "cifar10-jpeg.npz"
 JPEG_NPZ_SHA256 = "02dc9ba81d06929d787923d8d9f450912b45334f7711966ff1bf25a585131709"
 

@@ -10,6 +10,9 @@ Quirk reproduced on purpose: the authors' CIFAR-100 loader normalizes the *stron
 images use the CIFAR-100 ones. :func:`strong_view_stats` returns what the strong view used.
 
 Every value is a float32 (3,) array, RGB order, in units of [0, 1] intensity.
+
+Any other dataset (your own arrays through ``sopjax.fit``) is normalized by
+:func:`input_stats`: uint8 images by their own per-channel mean and std, float inputs not at all.
 """
 
 from __future__ import annotations
@@ -46,3 +49,32 @@ def strong_view_stats(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     Raises ValueError for an unknown dataset."""
     _key(dataset)
     return normalization_stats("cifar10")
+
+
+def input_stats(dataset: str, x_train) -> tuple[np.ndarray, np.ndarray, str]:
+    """(mean, std, source) that a run normalizes its uint8 images with, ``(x/255 − mean)/std``.
+
+    Args:
+      dataset: a name of :data:`DATASETS` (the authors' constants), or any other name.
+      x_train: the training inputs (N, …): uint8 images (N, H, W, C), or float features.
+
+    Returns:
+      mean, std: float32 (C,) in units of [0, 1] intensity, and a one-line source. For
+      another dataset's uint8 images, the per-channel mean and std over all training pixels
+      (std floored at 1e-3 so a constant channel stays finite); for float inputs, which the
+      network gets as they are, 0 and 1 (unused).
+    """
+    if dataset in DATASETS:
+        return (*normalization_stats(dataset), f"the SOP authors' {_key(dataset)} constants")
+    x = np.asarray(x_train)
+    if x.dtype != np.uint8:
+        return np.zeros(1, np.float32), np.ones(1, np.float32), "none: float inputs are used as they are"
+    pixels = x.reshape(-1, x.shape[-1])
+    total = np.zeros(x.shape[-1]), np.zeros(x.shape[-1])
+    for s in range(0, len(pixels), 1 << 22):  # float64 sums, a chunk at a time (no float copy of the data)
+        chunk = pixels[s:s + (1 << 22)].astype(np.float64) / 255.0
+        total = total[0] + chunk.sum(0), total[1] + (chunk * chunk).sum(0)
+    mean = total[0] / len(pixels)
+    std = np.sqrt(np.maximum(total[1] / len(pixels) - mean * mean, 0.0))
+    return (mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32),
+            f"per-channel mean and std of the {len(x)} training images")

@@ -26,6 +26,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
+from sopjax.data.image_folder import read_image_folder
 from sopjax.infra.errors import DataError
 
 
@@ -168,34 +169,83 @@ class FolderData:
     sources: dict  # {"image_root", "label_file", "test_label_file"} as given
 
 
-def load_folder(image_root, label_file, num_classes: int, image_size: int = 32, test_label_file=None,
-                subset: int = 0) -> FolderData:
-    """Read and check the lists (see :func:`sopjax.read_list`); ``subset`` keeps the first
-    lines. Raises ValueError naming the file, line and fix of a bad line or a bad setting."""
-    if not image_root or not label_file:
-        raise ValueError("a folder dataset needs both --image-root DIR and --label-file FILE")
+def _check_paths(image_root, label_file, test_label_file, test_folder) -> None:
+    if not image_root:
+        raise ValueError("a folder dataset needs --image-root DIR (class subfolders, or the root of --label-file's "
+                         "paths)")
     for flag, path, kind in (("--image-root", image_root, "folder"), ("--label-file", label_file, "file"),
-                             ("--test-label-file", test_label_file, "file")):
+                             ("--test-label-file", test_label_file, "file"), ("--test-folder", test_folder, "folder")):
         if path is not None and not pathlib.Path(path).exists():
             raise ValueError(f"{flag} {path} does not exist; pass an existing path")
         if path is not None and (pathlib.Path(path).is_dir() != (kind == "folder")):
             raise ValueError(f"{flag} {path} is {'a file' if kind == 'folder' else 'a folder'}; pass a {kind}"
                              + (" of '<path> <label>' lines" if kind == "file" else " of images"))
-    if not isinstance(num_classes, int) or num_classes < 2:
+    if test_folder is not None and label_file is not None:
+        raise ValueError("--test-folder goes with the class-subfolder layout; with --label-file pass --test-label-file")
+
+
+def _from_subfolders(image_root, num_classes, test_folder) -> tuple[ImageList, ImageList | None, tuple]:
+    paths, labels, names = read_image_folder(image_root)
+    if num_classes is not None and num_classes != len(names):
+        raise ValueError(f"--num-classes {num_classes} but {image_root} has {len(names)} class subfolders; drop "
+                         "--num-classes (it is read from the folders) or fix the folders")
+    test = None
+    if test_folder is not None:
+        t_paths, t_labels, _ = read_image_folder(test_folder, names)
+        test = ImageList(t_paths, t_labels)
+    return ImageList(paths, labels), test, names
+
+
+def load_folder(image_root, label_file, num_classes: int | None, image_size: int = 32, test_label_file=None,
+                subset: int = 0, test_folder=None) -> FolderData:
+    """Read and check a folder dataset: ``label_file`` ('<path> <label>' lines, :func:`read_list`;
+    ``num_classes`` required), or without it the class subfolders of ``image_root``
+    (:func:`sopjax.data.image_folder.read_image_folder`; classes and their names from the
+    folders, test images from ``test_folder`` in the same layout). ``subset`` keeps the first
+    images. Raises ValueError naming the file, line and fix of a bad line or a bad setting."""
+    _check_paths(image_root, label_file, test_label_file, test_folder)
+    if label_file is not None and not (isinstance(num_classes, int) and num_classes >= 2):
         raise ValueError(
             f"--num-classes must be an integer >= 2 with --label-file (e.g. 14 for Clothing1M), got {num_classes!r}"
         )
     if image_size < 8:
         raise ValueError(f"--image-size must be at least 8 pixels, got {image_size}")
-    train_list = read_list(label_file, image_root, num_classes)
+    names = None
+    if label_file is None:
+        train_list, test_list, names = _from_subfolders(image_root, num_classes, test_folder)
+        num_classes = len(names)
+    else:
+        train_list = read_list(label_file, image_root, num_classes)
+        test_list = read_list(test_label_file, image_root, num_classes) if test_label_file else None
     if subset:
         if subset > len(train_list.paths):
-            raise ValueError(f"--subset {subset} exceeds the {len(train_list.paths)} images of {label_file}")
+            raise ValueError(f"--subset {subset} exceeds the {len(train_list.paths)} training images")
         train_list = ImageList(train_list.paths[:subset], train_list.labels[:subset])
-    test_list = read_list(test_label_file, image_root, num_classes) if test_label_file else None
-    return FolderData(train_list, test_list, num_classes, image_size,
-                      {"image_root": str(image_root), "label_file": str(label_file),
-                       "test_label_file": None if test_label_file is None else str(test_label_file)})
+    sources = {"image_root": str(image_root), "label_file": None if label_file is None else str(label_file),
+               "test_label_file": None if test_label_file is None else str(test_label_file),
+               **({} if names is None else {"layout": "class subfolders", "class_names": list(names),
+                                            "test_folder": None if test_folder is None else str(test_folder)})}
+    return FolderData(train_list, test_list, num_classes, image_size, sources)
+
+
+CLASS_NAMES_FILE = "classes.txt"
+
+
+def read_class_names(label_file, image_root, num_classes: int | None = None) -> tuple | None:
+    """Class names from ``classes.txt`` (the first line names class 0, the next class 1, …),
+    looked up next to ``label_file`` first, then in ``image_root``; None when neither has one.
+    Raises ValueError when the file holds an empty name, or not exactly ``num_classes`` names
+    (any number when None)."""
+    for d in (pathlib.Path(label_file).parent, pathlib.Path(image_root)):
+        f = d / CLASS_NAMES_FILE
+        if f.is_file():
+            names = [line.strip() for line in f.read_text().strip("\n").split("\n")]
+            num_classes = len(names) if num_classes is None else num_classes
+            if len(names) != num_classes or not all(names):
+                raise ValueError(f"{f} must hold {num_classes} non-empty class names, one per line "
+                                 f"(the first names class 0), got {len(names)} lines; fix it or remove it")
+            return tuple(names)
+    return None
 
 
 def list_hash(images: ImageList | None) -> str | None:

@@ -1,7 +1,8 @@
 """Noisy training-label sets: synthetic (sym, symflip, asym) and human (CIFAR-N).
 
 Every label set is a :class:`LabelSet`: the noisy labels, the clean labels kept
-alongside for measurement only, and the realized noise rate. Synthetic sets are
+alongside for measurement only (None for real data, whose true labels are unknown), and
+the realized noise rate. Synthetic sets are
 a pure function of (clean labels, rate, seed).
 """
 
@@ -23,21 +24,54 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 @dataclasses.dataclass(frozen=True)
 class LabelSet:
-    """noisy (N,) int32, clean (N,) int32, ``is_wrong`` = noisy ≠ clean, the set's name, seed and rate."""
+    """The training labels of a run.
+
+    name: what they are (e.g. "worst", "sym", or "given" for your own). noisy: (N,) int32,
+    the labels training sees. clean: (N,) int32 true labels, used for measurement only, or
+    None when they are unknown (real data): the metrics that need them are then skipped.
+    seed: the seed that drew synthetic noise (0 otherwise). rate: the synthetic noise rate asked
+    for (0 for clean, CIFAR-N and your own sets).
+    """
 
     name: str
     noisy: np.ndarray
-    clean: np.ndarray
-    seed: int
-    rate: float = 0.0  # the synthetic noise rate asked for (0 for clean and CIFAR-N sets)
+    clean: np.ndarray | None = None
+    seed: int = 0
+    rate: float = 0.0
+
+    @classmethod
+    def given(cls, labels, name: str = "given", true_labels=None) -> "LabelSet":
+        """Your own labels: ``labels`` (N,) int as given; ``true_labels`` (N,) int if known."""
+        clean = None if true_labels is None else np.asarray(true_labels, np.int32)
+        return cls(name, np.asarray(labels, np.int32), clean, 0)
 
     @property
-    def is_wrong(self) -> np.ndarray:
-        return self.noisy != self.clean
+    def has_true_labels(self) -> bool:
+        return self.clean is not None
 
     @property
-    def realized_rate(self) -> float:
-        return float(np.mean(self.is_wrong))
+    def is_wrong(self) -> np.ndarray | None:
+        """(N,) bool, noisy ≠ clean; None without true labels."""
+        return None if self.clean is None else self.noisy != self.clean
+
+    @property
+    def realized_rate(self) -> float | None:
+        """The fraction of wrong labels; None without true labels."""
+        return None if self.clean is None else float(np.mean(self.is_wrong))
+
+    def take(self, rows) -> "LabelSet":
+        """The labels of ``rows`` (an index array or slice), true labels alongside."""
+        return dataclasses.replace(self, noisy=self.noisy[rows], clean=None if self.clean is None else self.clean[rows])
+
+
+# The metrics that compare with the true labels: left out of a run without them.
+NEEDS_TRUE_LABELS = ("realized_noise_rate", "memorized_wrong", "fit_clean_acc", "auroc_1mp", "auroc_uv",
+                     "nc*_true", "detection AUROC / precision / recall")
+
+
+def skipped_note() -> str:
+    """The one line a run without true labels prints and records."""
+    return f"no true labels given: skipped {', '.join(NEEDS_TRUE_LABELS)} (they compare with the true labels)"
 
 
 def check_rate(rate: float) -> float:

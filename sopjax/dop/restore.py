@@ -34,6 +34,7 @@ import optax
 
 from sopjax.core.overparam import sparse_term
 from sopjax.dop.skipnet import SkipNet
+from sopjax.infra import extras
 
 METHODS = ("l2", "l1", "dop")
 
@@ -105,8 +106,7 @@ def salt_and_pepper(clean: np.ndarray, amount: float, seed: int) -> np.ndarray:
     """
     if not 0.0 <= amount <= 1.0:
         raise ValueError(f"amount must be in [0, 1], got {amount}")
-    from skimage.util import random_noise
-
+    random_noise = extras.require("skimage.util", "salt-and-pepper noise (scikit-image)").random_noise
     return random_noise(np.asarray(clean, np.float64), mode="s&p", amount=amount, rng=seed).astype(np.float32)
 
 

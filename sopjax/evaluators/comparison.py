@@ -85,6 +85,14 @@ def _pr(s: dict, name: str) -> str:
     return "—" if d is None else f"{_num(d['precision'], '.3f')} / {_num(d['recall'], '.3f')}"
 
 
+def _flags(s: dict) -> str:
+    """The label-issue report's flagged count and its precision, recall and F1 (label_issues.csv)."""
+    li = s.get("label_issues")
+    if li is None:
+        return "—"
+    return f"{li['num_label_issues']} / " + " / ".join(_num(li.get(k), ".3f") for k in ("precision", "recall", "f1"))
+
+
 def table_rows(summaries: dict) -> list[tuple]:
     """(row name, value per method …) for the comparison table, methods in ``summaries`` order."""
     ms = list(summaries.values())
@@ -99,6 +107,8 @@ def table_rows(summaries: dict) -> list[tuple]:
         ("train acc vs clean labels (last epoch)", *[_pct(s["fit_clean_acc_last"]) for s in ms]),
         ("detection AUROC, SOP ‖s‖₁ from u, v", *[_auc(s, "sop_uv") for s in ms]),
         ("detection AUROC, 1 − p(given label)", *[_auc(s, "model_1mp") for s in ms]),
+        ("detection AUROC, SOP label-issue score", *[_auc(s, "sop_issue") for s in ms]),
+        ("label issues flagged: count / precision / recall / F1", *[_flags(s) for s in ms]),
         (f"precision / recall at {thr}, SOP ‖s‖₁", *[_pr(s, "sop_uv") for s in ms]),
         (f"precision / recall at {thr}, 1 − p", *[_pr(s, "model_1mp") for s in ms]),
         ("training throughput (img/s)", *[_num(s["mean_images_per_s"], ".0f") for s in ms]),

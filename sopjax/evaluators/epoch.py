@@ -38,34 +38,46 @@ test_rows.__test__ = False  # a library function, not a pytest test
 def epoch_detection(state: TrainState, probs, noisy, wrong, sub) -> dict:
     """Per-epoch wrong-label detection AUROC on the fit subset: ``auroc_1mp`` from the
     network's 1 − p(given label) and, for a run with tables, ``auroc_uv`` from ‖s_i‖₁ of the
-    current u, v rows (:func:`report.detection_scores`). Tracks when the tables start to
+    current u, v rows and ``auroc_issue`` from the label-issue score so far
+    (:func:`report.detection_scores`). Tracks when the tables start to
     separate the wrong labels, the curve a final-epoch number hides. None where undefined
     (no wrong, or no clean, labels)."""
     params = {} if "u" not in state.params else {
         "u": parallel.to_host(state.params["u"])[sub], "v": parallel.to_host(state.params["v"])[sub]}
-    scores = detection_scores(probs, noisy, params)
+    stats = {k: parallel.to_host(v)[sub] for k, v in state.sample_stats.items() if k.startswith("issue")}
+    scores = detection_scores(probs, noisy, params, stats)
     aucs = {f"auroc_{k.split('_', 1)[1]}": detection.auroc(v, wrong) for k, v in scores.items()}
     return {k: (None if np.isnan(a) else a) for k, a in aucs.items()}
+
+
+def _true_label_fit(state, probs, pred, labels, sub) -> dict:
+    """The measures against the true labels: detection AUROCs, memorization of the wrong
+    labels and the fit to the true labels; {} without true labels."""
+    if labels.clean is None:
+        return {}
+    noisy, clean, wrong = labels.noisy[sub], labels.clean[sub], labels.is_wrong[sub]
+    return {**epoch_detection(state, probs, noisy, wrong, sub),
+            "memorized_wrong": float(np.mean(pred[wrong] == noisy[wrong])) if wrong.any() else None,
+            "fit_clean_acc": float(np.mean(pred == clean))}
 
 
 def epoch_record(state: TrainState, arrays: Arrays, devs: dict, sub: np.ndarray,
                  test_idx: np.ndarray | None = None) -> dict:
     """Test accuracy (on rows ``test_idx``, default all), validation accuracy when the run
-    holds a split, and on the fit subset ``sub`` the fit to the given, wrong and clean
-    labels, detection AUROCs, and the neural-collapse measures of its penultimate features
-    against the given and the true labels (:func:`neural_collapse.nc_record`)."""
+    holds a split, and on the fit subset ``sub`` the fit to the given labels and the
+    neural-collapse measures of its penultimate features against them
+    (:func:`neural_collapse.nc_record`); with true labels also the fit to the wrong and the
+    true labels, detection AUROCs and neural collapse against the true labels."""
     labels = arrays.labels
     test_idx = np.arange(len(arrays.x_test)) if test_idx is None else test_idx
     test_pred = evaluate(state, devs["x_test"], test_idx).argmax(-1)
     probs, feats, W, b = evaluate_features(state, devs["x_train"], sub)
-    pred = probs.argmax(-1)
-    noisy, clean, wrong = labels.noisy[sub], labels.clean[sub], labels.is_wrong[sub]
+    pred, noisy = probs.argmax(-1), labels.noisy[sub]
+    clean = None if labels.clean is None else labels.clean[sub]
     val = ({} if arrays.x_val is None else {"val_acc": float(np.mean(
         evaluate(state, devs["x_val"], np.arange(len(arrays.x_val))).argmax(-1) == arrays.y_val)),
         "val_size": int(len(arrays.x_val))})
     return {"test_acc": float(np.mean(test_pred == arrays.y_test[test_idx])), "test_size": int(len(test_idx)), **val,
-            **epoch_detection(state, probs, noisy, wrong, sub),
-            "fit_noisy_acc": float(np.mean(pred == noisy)),
-            "memorized_wrong": float(np.mean(pred[wrong] == noisy[wrong])) if wrong.any() else None,
-            "fit_clean_acc": float(np.mean(pred == clean)), "fit_subset_size": int(len(sub)),
+            "fit_noisy_acc": float(np.mean(pred == noisy)), **_true_label_fit(state, probs, pred, labels, sub),
+            "fit_subset_size": int(len(sub)),
             **neural_collapse.nc_record(feats, noisy, clean, W, b, arrays.num_classes)}

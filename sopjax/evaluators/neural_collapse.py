@@ -104,11 +104,11 @@ def nc_metrics(H, y, W, b, num_classes: int) -> dict:
 def nc_record(H, given, true, W, b, num_classes: int) -> dict:
     """Flat per-epoch record: every :func:`nc_metrics` key twice, ``<key>_given`` (class means
     from the given, possibly wrong, labels) and ``<key>_true`` (from the true labels).
-    H (N, D), given/true (N,) int, W (K, D), b (K,). A label kind with fewer than two
-    classes present is left out."""
+    H (N, D), given/true (N,) int (true None when unknown), W (K, D), b (K,). A label kind
+    with fewer than two classes present, or without labels, is left out."""
     out = {}
     for kind, y in (("given", given), ("true", true)):
-        if len(np.unique(y)) >= 2:  # a tiny fit subset may hold one class: nothing to measure
+        if y is not None and len(np.unique(y)) >= 2:  # a tiny fit subset may hold one class: nothing to measure
             out.update({f"{k}_{kind}": v for k, v in nc_metrics(H, y, W, b, num_classes).items()})
     return out
 

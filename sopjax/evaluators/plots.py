@@ -25,18 +25,28 @@ def training_panel(history: list, path, title: str = "") -> None:
     for key, lab in (("fit_noisy_acc", "train acc vs given (noisy) labels"),
                      ("memorized_wrong", "train acc on wrong labels (memorization)"),
                      ("fit_clean_acc", "train acc vs clean labels"), ("test_acc", "test acc")):
-        ax.plot(ep, _series(history, key), "o-", ms=3, label=lab)
+        if any(key in h for h in history):  # the true-label curves are absent without true labels
+            ax.plot(ep, _series(history, key), "o-", ms=3, label=lab)
     ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
 
 
-def detection_panel(scores: np.ndarray, wrong: np.ndarray, path) -> None:
-    """Histogram of the noise score for correct vs wrong labels, and the precision–recall curve."""
+def detection_panel(scores: np.ndarray, wrong: np.ndarray | None, path) -> None:
+    """Histogram of the noise score for correct vs wrong labels, and the precision–recall curve;
+    without true labels (``wrong`` None) the histogram of all scores alone."""
+    bins = np.linspace(float(np.min(scores)), float(np.max(scores)) + 1e-9, 50)
+    if wrong is None:
+        fig = Figure(figsize=(5, 4), constrained_layout=True)
+        a = fig.subplots()
+        a.hist(scores, bins=bins, label="all samples (no true labels given)")
+        a.set(xlabel="noise score", ylabel="samples", yscale="log")
+        a.legend()
+        fig.savefig(path, dpi=110)
+        return
     fig = Figure(figsize=(10, 4), constrained_layout=True)
     a, b = fig.subplots(1, 2)
-    bins = np.linspace(float(np.min(scores)), float(np.max(scores)) + 1e-9, 50)
     a.hist(scores[~wrong], bins=bins, alpha=0.6, label="label correct")
     a.hist(scores[wrong], bins=bins, alpha=0.6, label="label wrong")
     a.set(xlabel="noise score", ylabel="samples", yscale="log")
@@ -51,7 +61,8 @@ def detection_panel(scores: np.ndarray, wrong: np.ndarray, path) -> None:
 FIG1_CURVES = (("fit_noisy_acc", "train acc vs given labels"), ("memorized_wrong", "train acc on wrong labels"),
                ("fit_clean_acc", "train acc vs clean labels"), ("test_acc", "test acc"))
 # Per-epoch wrong-label detection (sopjax.evaluators.epoch), dashed on the same axes.
-DETECTION_CURVES = (("auroc_1mp", "AUROC of 1 − p(given)"), ("auroc_uv", "AUROC of SOP ‖s‖₁ (u, v)"))
+DETECTION_CURVES = (("auroc_1mp", "AUROC of 1 − p(given)"), ("auroc_uv", "AUROC of SOP ‖s‖₁ (u, v)"),
+                    ("auroc_issue", "AUROC of SOP's label-issue score"))
 
 
 def plot_fig1(record: dict):

@@ -52,7 +52,8 @@ def _fmt(v, spec: str) -> str:
 
 
 def console_line(rec: dict, total_epochs: int) -> str:
-    """The one line printed per epoch."""
+    """The one line printed per epoch (the true-label measures only when the record has them)."""
+    true = (f"memorized wrong {_fmt(rec.get('memorized_wrong'), '.3f')}  "
+            f"fit clean {_fmt(rec.get('fit_clean_acc'), '.3f')}  ") if "fit_clean_acc" in rec else ""
     return (f"epoch {rec['epoch']}/{total_epochs}: loss {_fmt(rec.get('train_loss'), '.3f')}  "
-            f"test {_fmt(rec.get('test_acc'), '.4f')}  memorized wrong {_fmt(rec.get('memorized_wrong'), '.3f')}  "
-            f"fit clean {_fmt(rec.get('fit_clean_acc'), '.3f')}  {_fmt(rec.get('images_per_s'), '.0f')} img/s")
+            f"test {_fmt(rec.get('test_acc'), '.4f')}  {true}{_fmt(rec.get('images_per_s'), '.0f')} img/s")

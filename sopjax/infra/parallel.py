@@ -8,11 +8,12 @@ processes. Under it (``with jax.set_mesh(mesh):``, see :func:`data_parallel`):
   follow them (B / devices rows per device);
 - network params, optimizer state, BatchNorm statistics and the run's RNG key are
   replicated; jit inserts the all-reduce of their gradients;
-- the per-sample tables u (N, 1), v (N, K) and the device-resident training and test sets
-  are sharded by sample, so each device (and each process) holds N / devices rows. The
-  rows of a batch are gathered from, and their gradients scattered into, the sharded
-  tables with whatever collectives the compiler chooses (on CPU: a masked local gather
-  and an all-reduce of the B rows, never the whole table).
+- the per-sample tables u (N, 1), v (N, K), the label-issue sums (N,) and the
+  device-resident training and test sets are sharded by sample, so each device (and each
+  process) holds N / devices rows. The rows of a batch are gathered from, and their
+  gradients scattered into, the sharded tables with whatever collectives the compiler
+  chooses (on CPU: a masked local gather and an all-reduce of the B rows, never the whole
+  table).
 
 BatchNorm: the step is one global program (GSPMD), so ``mean``/``var`` over the batch axis
 are means over the *global* batch, reduced across devices: the statistics of PyTorch's
@@ -98,13 +99,14 @@ def put_rows(x: np.ndarray) -> jax.Array:
 
 
 def _is_table(path, leaf, num_train: int) -> bool:
-    keys = {getattr(k, "key", None) for k in path}
-    return bool(keys & {"u", "v"}) and getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == num_train
+    keys = {getattr(k, "key", getattr(k, "name", None)) for k in path}  # dict keys and dataclass fields
+    return bool(keys & {"u", "v", "sample_stats"}) and getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == num_train
 
 
 def state_shardings(state, num_train: int, mesh: Mesh):
-    """Shardings of a TrainState: leaves under a ``u``/``v`` key with N rows (the tables and
-    any optimizer state of theirs) by sample, everything else replicated."""
+    """Shardings of a TrainState: leaves under a ``u``/``v``/``sample_stats`` key with N rows
+    (the tables, any optimizer state of theirs and the per-sample label-issue sums) by
+    sample, everything else replicated."""
     rep = NamedSharding(mesh, P())
     return jax.tree_util.tree_map_with_path(
         lambda p, leaf: by_sample(num_train, mesh) if _is_table(p, leaf, num_train) else rep, state)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.configs import Config
+from sopjax.data import constants
 from sopjax.evaluators import epoch as epoch_eval
 from sopjax.evaluators import report
 from sopjax.evaluators.predict import evaluate
@@ -27,6 +28,7 @@ from sopjax.infra.metrics import MetricWriter
 from sopjax.infra.rundir import RunDir
 from sopjax.pp.augment import epoch_batches
 from sopjax.trainers.fit import NO_RUN, config_record, device_arrays
+from sopjax.trainers.logs import RunLogs
 from sopjax.trainers.loop import Callback, EpochTask, run_steps, train_epochs
 from sopjax.trainers.state import build_model, create_train_state, lr_schedule
 from sopjax.trainers.step import StepSpec, gather_batch, train_step
@@ -149,7 +151,8 @@ def fit_many(cfgs: list[Config], arrays_list: list, workdirs: list, model=None, 
     N, K = len(a0.x_train), a0.num_classes
     spe = N // cfg.batch_size
     model = model or build_model(cfg, K)
-    states = [create_train_state(c, model, a0.x_train, N, K, spe) for c in cfgs]
+    norm = constants.input_stats(cfg.dataset, a0.x_train)[:2]
+    states = [create_train_state(c, model, a0.x_train, N, K, spe, norm=norm) for c in cfgs]
     with contextlib.ExitStack() as ctx:
         runs, states = _open_runs(ctx, cfgs, arrays_list, workdirs, states, extra_config)
         if states is None:
@@ -157,11 +160,14 @@ def fit_many(cfgs: list[Config], arrays_list: list, workdirs: list, model=None, 
         devs, _ = device_arrays(a0)  # one copy of the images
         writers = [MetricWriter(r.metrics_path, echo=echo) for r in runs]
         task = _task(cfgs, arrays_list, runs, writers, devs, spe)
-        states = train_epochs(stack(states), task, runs[0].start_epoch, cfg.epochs, log_every, False, callbacks)
+        logs = ctx.enter_context(contextlib.closing(RunLogs([r.path for r in runs], runs[0].start_epoch * spe)))
+        states = train_epochs(stack(states), task, runs[0].start_epoch, cfg.epochs, log_every, False,
+                              (logs, *callbacks))
         return [_finish(c, unstack(states, i), devs, a, w, r.path)
                 for i, (c, a, w, r) in enumerate(zip(cfgs, arrays_list, writers, runs))]
 
 
 def _finish(cfg, state, devs, arrays, writer, path) -> dict:
     probs = evaluate(state, devs["x_train"], np.arange(len(arrays.x_train)))
-    return report.finalize(cfg, jax.tree.map(np.asarray, state.params), probs, arrays, writer.history, path)
+    return report.finalize(cfg, jax.tree.map(np.asarray, state.params), probs, arrays, writer.history, path,
+                           jax.tree.map(np.asarray, state.sample_stats))

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from sopjax.configs import Config
-from sopjax.core import methods
+from sopjax.core import methods, tables
 from sopjax.core import rng as streams
 from sopjax.core.state import TrainState
 from sopjax.evaluators.predict import normalize
@@ -78,12 +78,17 @@ def train_step(state: TrainState, batch: dict, spec: StepSpec):
     batch: {"x": (B, …) float32 network input, "y": (B,) int32 given labels, "idx": (B,)
     int32 dataset positions (rows of u, v)}; a method with a strong view adds "x_strong"
     (B, …) float32. Returns (new state, metrics): the batch-mean loss, the method's aux
-    terms, and acc against the given labels.
+    terms, and acc against the given labels. A state with ``sample_stats`` also adds the
+    batch's label-issue terms (:func:`sopjax.core.tables.accumulate_issue`).
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (logits, new_stats, aux)), grads = grad_fn(state.params, state, batch, spec)
+    sample_stats = state.sample_stats
+    if sample_stats:  # the label-issue score's running sums, from the rows before this update
+        sample_stats = tables.accumulate_issue(sample_stats, state.step, batch["idx"],
+                                               state.params["u"][batch["idx"]], logits, batch["y"])
     with jax.named_scope("optimizer"):
-        state = state.apply_gradients(grads=grads, batch_stats=new_stats)
+        state = state.apply_gradients(grads=grads, batch_stats=new_stats, sample_stats=sample_stats)
     metrics = {"loss": loss, "acc": jnp.mean(jnp.argmax(logits, -1) == batch["y"]), **aux}
     return state, metrics
 

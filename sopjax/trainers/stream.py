@@ -20,28 +20,33 @@ the device-resident path (:mod:`sopjax.infra.parallel`); process 0 writes the ru
 
 Per epoch: the training loss and accuracy against the given labels, and the accuracy on
 an optional clean test list. At the end: ``noise_scores.npz`` (SOP's ‖s_i‖₁ from u, v,
-the ranking from most to least suspect, the given labels) and ``summary.json``. Wrong
-labels are not known for such data, so no detection AUROC is computed.
+the ranking from most to least suspect, the given labels), the label-issue report
+(``label_issues.csv``/``.json``/``.png``/``.html``, :mod:`sopjax.evaluators.label_issues`;
+class names from ``classes.txt``, :func:`sopjax.data.folder.read_class_names`) and
+``summary.json``. Wrong labels are not known for such data, so no detection AUROC is computed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import os
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
+from PIL import Image
 
 from sopjax.configs import Config
 from sopjax.core import losses
 from sopjax.core.state import TrainState, eval_variables
 from sopjax.data import folder
 from sopjax.data.folder import FolderData, ImageList
-from sopjax.evaluators import detection, plots
+from sopjax.evaluators import detection, label_issues, plots
 from sopjax.evaluators.predict import EVAL_BATCH, normalize
 from sopjax.infra import parallel
 from sopjax.infra.jsonio import atomic_path, atomic_write, dumps, strict
@@ -49,6 +54,7 @@ from sopjax.infra.metrics import MetricWriter
 from sopjax.infra.provenance import code_version
 from sopjax.infra.record import versions
 from sopjax.infra.rundir import RunDir, checkpoint_steps, is_primary
+from sopjax.trainers.logs import RunLogs
 from sopjax.trainers.loop import Callback, EpochTask, train_epochs
 from sopjax.trainers.state import build_model, check_memory, create_train_state, lr_schedule
 from sopjax.trainers.step import StepSpec, build_batch, train_step
@@ -130,9 +136,9 @@ def stream_step(state: TrainState, x, idx, y_all, spec: StepSpec):
 
 
 @jax.jit
-def _predict(state: TrainState, x):
+def _probs(state: TrainState, x):
     x = normalize(state, parallel.shard_batch(x))
-    return jnp.argmax(state.apply_fn(eval_variables(state), x, train=False), -1)
+    return jax.nn.softmax(state.apply_fn(eval_variables(state), x, train=False))
 
 
 def _pad(x: np.ndarray, idx: np.ndarray, b: int):
@@ -141,34 +147,45 @@ def _pad(x: np.ndarray, idx: np.ndarray, b: int):
             np.concatenate([idx, np.full(pad, -1, idx.dtype)]))
 
 
-def list_accuracy(state, test: ImageList, size: int, workers: int = 0) -> tuple[float, int]:
-    """(accuracy, images evaluated) of the eval-mode network on the test list: each process
-    reads its shard in fixed-size batches (the last padded, its padding dropped)."""
+def list_probs(state, images: ImageList, size: int, workers: int = 0) -> np.ndarray:
+    """Eval-mode class probabilities (N, K) float32 of every image of the list, in list order
+    (no augmentation). Each process reads its shard in fixed-size batches (the last padded,
+    its padding dropped); every process returns all rows."""
     procs, b = jax.process_count(), max(1, EVAL_BATCH // jax.process_count())
-    loader = folder.make_loader(test, b, seed=0, size=size, shuffle=False, worker_count=workers,
+    loader = folder.make_loader(images, b, seed=0, size=size, shuffle=False, worker_count=workers,
                                 shard_index=jax.process_index(), shard_count=procs)
-    correct = seen = 0
+    out = None
     for x, idx in loader:
         x, idx = _pad(np.asarray(x), np.asarray(idx), b)
-        pred, idx_all = parallel.to_host((_predict(state, to_global(x)), to_global(idx)))
+        p, idx_all = parallel.to_host((_probs(state, to_global(x)), to_global(idx)))
+        out = np.full((len(images.paths), p.shape[1]), np.nan, np.float32) if out is None else out
         keep = idx_all >= 0
-        correct += int(np.sum(pred[keep] == test.labels[idx_all[keep]]))
-        seen += int(keep.sum())
-    return correct / seen, seen
+        out[idx_all[keep]] = p[keep]
+    return out
 
 
-def finish(cfg: Config, state, data: FolderData, history: list, path) -> dict:
-    """Write the end-of-run files (process 0) and return the summary."""
+def list_accuracy(state, test: ImageList, size: int, workers: int = 0) -> tuple[float, int]:
+    """(accuracy, images evaluated) of the eval-mode network on the test list (:func:`list_probs`)."""
+    probs = list_probs(state, test, size, workers)
+    seen = ~np.isnan(probs[:, 0])
+    return float(np.mean(probs[seen].argmax(1) == test.labels[seen])), int(seen.sum())
+
+
+def finish(cfg: Config, state, data: FolderData, history: list, path, workers: int = 0, names=None) -> dict:
+    """Write the end-of-run files (process 0) and return the summary. ``names``: the K class
+    names, or None."""
     params = parallel.to_host(state.params)
     accs = [h["test_acc"] for h in history if h.get("test_acc") is not None]
     ips = [h["images_per_s"] for h in history]
     summary = strict({
         "method": cfg.method, "seed": cfg.seed, "epochs": len(history), "num_train": len(data.train.paths),
-        "label_file": data.sources["label_file"], "train_loss_last": history[-1]["train_loss"] if history else None,
+        "label_file": data.sources["label_file"], **_class_names(data),
+        "train_loss_last": history[-1]["train_loss"] if history else None,
         "test_acc_last": accs[-1] if accs else None, "test_acc_best": max(accs) if accs else None,
         "test_acc_best_selected_on": "test set (optimistic)",
         "mean_images_per_s": float(np.mean(ips)) if ips else None,
         "train_wall_s": float(sum(h["epoch_total_s"] for h in history))})
+    probs = list_probs(state, data.train, data.image_size, workers)  # every process joins the gathers
     if not is_primary():
         return summary
     path = pathlib.Path(path)
@@ -176,11 +193,40 @@ def finish(cfg: Config, state, data: FolderData, history: list, path) -> dict:
         score = np.asarray(losses.noise_score(params["u"], params["v"], data.train.labels))
         with atomic_path(path / "noise_scores.npz") as tmp:
             np.savez(tmp, score=score, ranking=detection.ranking(score), given_label=data.train.labels,
-                     score_name=np.array("sop_uv"))
+                     score_name=np.array("sop_uv"), pred_probs=probs,
+                     **{k: np.array(v) for k, v in _class_names(data).items()})
+    summary["label_issues"] = issue_report(cfg, state, params, probs, data, path, names)
+    where = data.sources["label_file"] or data.sources["image_root"]
     with atomic_path(path / "training_curves.png") as tmp:
-        plots.training_panel(history, tmp, title=f"{cfg.method} on {data.sources['label_file']}")
+        plots.training_panel(history, tmp, title=f"{cfg.method} on {where}")
     atomic_write(path / "summary.json", dumps(summary, indent=1))  # last: it marks the run finished
     return summary
+
+
+def _class_names(data: FolderData) -> dict:
+    """{"class_names": [...]} for a class-subfolder dataset, else {}."""
+    names = data.sources.get("class_names")
+    return {} if names is None else {"class_names": list(names)}
+
+
+def issue_report(cfg: Config, state, params: dict, probs: np.ndarray, data: FolderData, path, names) -> dict:
+    """The label-issue report of a folder run (:func:`sopjax.evaluators.label_issues.publish`),
+    its ``path`` column relative to the image root as in the label file; returns its summary."""
+    stats = parallel.to_host(state.sample_stats)
+    given, root = data.train.labels, data.sources["image_root"]
+    score = label_issues.issue_score(stats, params.get("u"), probs, given)
+    paths = [os.path.relpath(p, root) for p in data.train.paths]
+    return label_issues.publish(path, score, probs, given, label_issues.tables_trained(stats), cfg.uv_warmup_epochs,
+                                functools.partial(thumbnail, data.train.paths), paths, names,
+                                title=f"{cfg.method} on {data.sources['label_file'] or root}: label issues")
+
+
+def thumbnail(paths, i: int, side: int = 64) -> np.ndarray:
+    """Image ``paths[i]`` as RGB uint8 (≤ side, ≤ side, 3), for the gallery."""
+    with Image.open(paths[i]) as im:
+        im = im.convert("RGB")
+        im.thumbnail((side, side))
+        return np.asarray(im, np.uint8)
 
 
 def _check(cfg: Config, data: FolderData, workers: int = 0) -> int:
@@ -220,6 +266,8 @@ def fit_stream(cfg: Config, data: FolderData, workdir, model=None, workers: int 
     ended this call early. Raises as :func:`sopjax.trainers.fit.fit` does."""
     spe = _check(cfg, data, workers)
     N, K = len(data.train.paths), data.num_classes
+    names = data.sources.get("class_names") or folder.read_class_names(data.sources["label_file"],
+                                                                         data.sources["image_root"], K)
     model = model or build_model(cfg, K)
     example = np.zeros((1, data.image_size, data.image_size, 3), np.uint8)
     state = create_train_state(cfg, model, example, N, K, spe)
@@ -231,8 +279,9 @@ def fit_stream(cfg: Config, data: FolderData, workdir, model=None, workers: int 
         state = run.restore(parallel.place_state(state, N), loader=it)
         writer = MetricWriter(run.metrics_path, echo=progress or log_epochs)
         end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, run.start_epoch + stop_after_epochs)
-        state = train_epochs(state, _task(cfg, data, it, run, writer, spe, workers), run.start_epoch, end,
-                             log_every, progress, callbacks)
+        with contextlib.closing(RunLogs([run.path] if run.primary else [], run.start_epoch * spe)) as logs:
+            state = train_epochs(state, _task(cfg, data, it, run, writer, spe, workers), run.start_epoch, end,
+                                 log_every, progress, ((logs,) if run.primary else ()) + tuple(callbacks))
         if end < cfg.epochs:
             return None
-        return finish(cfg, state, data, writer.history, run.path)
+        return finish(cfg, state, data, writer.history, run.path, workers, names)

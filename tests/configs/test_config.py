@@ -21,7 +21,7 @@ from sopjax import configs as config_lib
     ({"eval_subset": -1}, "--eval-subset"), ({"detect_threshold": float("nan")}, "--detect-threshold"),
     ({"epochs": 1.5}, "--epochs must be of type int"), ({"augment": 1}, "--augment must be of type bool"),
     ({"seed": True}, "--seed must be of type int"), ({"milestones": (0, 5)}, "--milestones"),
-    ({"dataset": "mnist"}, "--dataset"), ({"sop_variant": "x"}, "--sop-variant"),
+    ({"dataset": " "}, "--dataset must name"), ({"sop_variant": "x"}, "--sop-variant"),
     ({"label_set": "worst", "dataset": "cifar100"}, "--dataset cifar10"),
     ({"label_set": "asymclean", "dataset": "cifar100"}, "cifar10 only"),
     ({"strong_view_norm": "cifar100"}, "--strong-view-norm"),

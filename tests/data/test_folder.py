@@ -87,3 +87,19 @@ def test_bad_lines_name_the_line(folder, tmp_path, bad, message):
     (tmp_path / "list.txt").write_text("\n".join(lines))
     with pytest.raises(ValueError, match=message):
         stream.read_list(tmp_path / "list.txt", folder, K)
+
+
+def test_class_names_come_from_classes_txt_next_to_the_list_first(tmp_path):
+    root, lists = tmp_path / "images", tmp_path / "lists"
+    root.mkdir()
+    lists.mkdir()
+    assert stream.read_class_names(lists / "train.txt", root, 2) is None
+    (root / "classes.txt").write_text("cat\ndog\n")
+    assert stream.read_class_names(lists / "train.txt", root, 2) == ("cat", "dog")
+    (lists / "classes.txt").write_text("  tabby cat \r\nhound\n\n")
+    assert stream.read_class_names(lists / "train.txt", root, 2) == ("tabby cat", "hound")
+    with pytest.raises(ValueError, match="must hold 3 non-empty class names"):
+        stream.read_class_names(lists / "train.txt", root, 3)
+    (lists / "classes.txt").write_text("cat\n\ndog\n")
+    with pytest.raises(ValueError, match="must hold 3 non-empty"):
+        stream.read_class_names(lists / "train.txt", root, 3)

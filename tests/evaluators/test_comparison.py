@@ -51,6 +51,10 @@ def test_markdown_table_has_one_column_per_method_and_the_checks():
     assert "| | CE | SOP |" in text
     assert "| test accuracy, last epoch | 40.00% | 45.00% |" in text
     assert "| detection AUROC, SOP ‖s‖₁ from u, v | — | 0.930 |" in text
+    assert "| label issues flagged: count / precision / recall / F1 | — | — |" in text
+    s["sop"]["label_issues"] = {"num_label_issues": 120, "precision": 0.6, "recall": 0.5, "f1": 6 / 11}
+    text = compare.markdown(["ce", "sop"], compare.table_rows(s), compare.checks(s))
+    assert "| label issues flagged: count / precision / recall / F1 | — | 120 / 0.600 / 0.500 / 0.545 |" in text
     assert text.count("| yes |") == 4
 
 

@@ -41,6 +41,7 @@ def test_four_devices_really_split_the_batch_and_the_tables(result):
     # tables that are replicated instead of sharded by sample.
     assert int(result["n_devices"]) == 4
     assert int(result["u_rows_per_device"]) == 256 // 4
+    assert int(result["issue_rows_per_device"]) == 256 // 4  # the label-issue sums follow u
     assert int(result["net_rows_per_device"]) == 12  # network weights replicated: the full (12, 16) kernel
     assert bool(result["step_per_device_batch"]), "the step's matmuls do not run on B/4 rows"
     assert int(result["step_all_reduces"]) >= 1
@@ -51,7 +52,7 @@ def test_two_epochs_on_four_devices_match_one_device(result):
     # u, v or of the data placed at the wrong positions when sharded.
     assert rel(result["metrics_1"], result["metrics_n"]) <= RTOL
     keys = [k[4:] for k in result if k.startswith("one/")]
-    assert {"params/u", "params/v", "batch_stats/BatchNorm_0/mean"} <= set(keys)
+    assert {"params/u", "params/v", "batch_stats/BatchNorm_0/mean", "sample_stats/issue_sum"} <= set(keys)
     for k in keys:
         assert rel(result["one/" + k], result["many/" + k]) <= RTOL, k
     # the tables did train from their N(0, 0.1²) init (the comparison is not between two inits)
@@ -59,12 +60,13 @@ def test_two_epochs_on_four_devices_match_one_device(result):
 
 
 def test_fit_on_four_devices_resumed_from_a_sharded_checkpoint_matches_one_device(result):
-    # fit places the state, restores the sharded checkpoint after epoch 1, and gathers u, v
-    # for the report. Same seed and data, so its noise scores are those of the
-    # uninterrupted 1-device run's tables. Catches a restore that loses the sharded tables
-    # (a fresh init scores ~0) or rows gathered out of order.
-    from sopjax.core import losses
+    # fit places the state, restores the sharded checkpoint after epoch 1, and gathers u and
+    # the label-issue sums for the report. Same seed and data, so its noise scores are those
+    # of the uninterrupted 1-device run. Catches a restore that loses the sharded tables or
+    # sums (a fresh init has no sums) or rows gathered out of order.
+    from sopjax.evaluators import label_issues
 
-    expected = np.asarray(losses.noise_score(result["one/params/u"], result["one/params/v"], result["given"]))
-    assert result["fit_score"].shape == (256,)
+    stats = {k: result["one/sample_stats/" + k] for k in ("issue_sum", "issue_count")}
+    expected = label_issues.issue_score(stats, result["one/params/u"], result["one_probs"], result["given"])
+    assert result["fit_score"].shape == (256,) and stats["issue_count"].sum() > 0
     assert rel(expected, result["fit_score"]) <= RTOL

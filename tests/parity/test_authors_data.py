@@ -15,7 +15,7 @@ from benchmarks import torch_twin
 from sopjax import configs as config_lib
 from sopjax.core import rng as streams
 from sopjax.data import arrays as arrays_lib
-from sopjax.data import noise
+from sopjax.data import constants, noise
 from sopjax.pp import augment as pp
 from sopjax.pp import autoaugment
 from sopjax.trainers import fit as fit_lib
@@ -102,7 +102,9 @@ def test_holdout_is_the_named_option():
 
 def test_weak_strong_view_norm_is_the_named_option():
     cfg = config_lib.Config(dataset="cifar100", label_set="noisy100", method="sop_plus")
-    authors, weak = tstate.strong_norm(cfg), tstate.strong_norm(dataclasses.replace(cfg, strong_view_norm="weak"))
+    own = constants.normalization_stats("cifar100")
+    authors = tstate.strong_norm(cfg, own)
+    weak = tstate.strong_norm(dataclasses.replace(cfg, strong_view_norm="weak"), own)
     mean, std = torch_twin.VIEW_STATS[("cifar100", "strong")]
     np.testing.assert_allclose(np.asarray(authors["strong_mean"]), mean, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(authors["strong_std"]), std, rtol=1e-6)

@@ -61,7 +61,8 @@ def test_test_rows_subset_per_epoch_and_whole_set_at_the_last():
 
 def test_epoch_detection_scores_the_fit_subset_rows_of_u_v_and_of_the_network():
     # 8 samples, fit subset = rows 1, 3, 4, 6; rows 3 and 6 carry wrong labels.
-    # Bugs caught: scoring u, v rows 0..3 instead of the subset's rows, or dropping the table score.
+    # Bugs caught: scoring u, v or the label-issue sums at rows 0..3 instead of the subset's rows,
+    # or dropping the table scores.
     from types import SimpleNamespace
 
     N, K, sub = 8, 3, np.array([1, 3, 4, 6])
@@ -71,10 +72,13 @@ def test_epoch_detection_scores_the_fit_subset_rows_of_u_v_and_of_the_network():
     noisy, wrong = np.array([0, 1, 2, 0]), np.array([False, True, False, True])
     probs = np.full((4, K), 0.1, np.float32)
     probs[np.arange(4), noisy] = [0.1, 0.9, 0.2, 0.8]  # the network is confident on the wrong ones
-    state = SimpleNamespace(params={"net": {}, "u": jnp.asarray(u), "v": jnp.asarray(v)})
+    issue_sum = np.zeros(N, np.float32)
+    issue_sum[[0, 2, 3, 6]] = 9.0  # the label-issue sums so far: high on the wrong rows and off the subset
+    stats = {"issue_sum": jnp.asarray(issue_sum), "issue_count": jnp.full((N,), 9.0), "start_step": jnp.int32(0)}
+    state = SimpleNamespace(params={"net": {}, "u": jnp.asarray(u), "v": jnp.asarray(v)}, sample_stats=stats)
     rec = epoch_eval.epoch_detection(state, probs, noisy, wrong, sub)
-    assert rec["auroc_uv"] == 1.0 and rec["auroc_1mp"] == 0.0
-    ce_rec = epoch_eval.epoch_detection(SimpleNamespace(params={"net": {}}), probs, noisy, wrong, sub)
+    assert rec["auroc_uv"] == 1.0 and rec["auroc_1mp"] == 0.0 and rec["auroc_issue"] == 1.0
+    ce_rec = epoch_eval.epoch_detection(SimpleNamespace(params={"net": {}}, sample_stats={}), probs, noisy, wrong, sub)
     assert set(ce_rec) == {"auroc_1mp"}
 
 
@@ -83,6 +87,6 @@ def test_epoch_detection_is_none_not_nan_on_clean_labels():
     from types import SimpleNamespace
 
     probs = np.full((4, 3), 1 / 3, np.float32)
-    rec = epoch_eval.epoch_detection(SimpleNamespace(params={"net": {}}), probs, np.zeros(4, int), np.zeros(4, bool),
-                                 np.arange(4))
+    rec = epoch_eval.epoch_detection(SimpleNamespace(params={"net": {}}, sample_stats={}), probs, np.zeros(4, int),
+                                     np.zeros(4, bool), np.arange(4))
     assert rec == {"auroc_1mp": None}

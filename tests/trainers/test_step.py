@@ -10,6 +10,7 @@ import pytest
 
 from sopjax import configs as config_lib
 from sopjax import models
+from sopjax.core import tables
 from sopjax.data import arrays as arrays_lib
 from sopjax.data import noise
 from sopjax.evaluators import predict
@@ -209,3 +210,33 @@ def test_sop_resists_label_noise_where_ce_memorizes(tmp_path):
     assert sop["memorized_wrong_last"] < 0.3 * ce["memorized_wrong_last"]
     assert sop["test_acc_last"] > ce["test_acc_last"] + 0.05
     assert sop["detection"]["sop_uv"]["auroc"] >= 0.9
+
+
+def test_the_step_adds_the_label_issue_term_of_its_batch_once_the_warm_up_ends():
+    # Catches sums that start during the warm-up (when u cannot move), rows added at batch
+    # positions instead of dataset positions, or a term from the updated u or another p.
+    x, y, _, _ = synthetic(N=256)
+    cfg = small_cfg(uv_warmup_epochs=1.0)  # 8 steps of 32
+    state, step, data = build(cfg, x, y)
+    perm = np.random.default_rng(1).permutation(256).astype(np.int32)
+    for i in range(8):
+        state, _ = step(state, jnp.asarray(perm[32 * (i % 8): 32 * (i % 8 + 1)]), data)
+    assert float(state.sample_stats["issue_count"].sum()) == 0.0
+    idx = jnp.asarray(perm[:32])
+    spec = step_lib.StepSpec.from_config(cfg)
+    batch = step_lib.gather_batch(state, idx, data, spec)
+    _, (logits, _, _) = step_lib.loss_fn(state.params, state, batch, spec)
+    p_y = np.asarray(jax.nn.softmax(logits))[np.arange(32), y[perm[:32]]]
+    U2 = np.clip(np.asarray(state.params["u"])[perm[:32], 0] ** 2, 0, 1)
+    state, _ = step(state, idx, data)
+    count = np.asarray(state.sample_stats["issue_count"])
+    assert count[perm[:32]].tolist() == [1.0] * 32 and count.sum() == 32
+    np.testing.assert_allclose(np.asarray(state.sample_stats["issue_sum"])[perm[:32]], 0.5 * (U2 + 1 - p_y),
+                               rtol=1e-5)
+
+
+def test_sample_stats_only_for_methods_with_tables_and_never_without_lr_u():
+    x, y, _, _ = synthetic(N=64)
+    assert build(small_cfg(method="ce"), x, y)[0].sample_stats == {}
+    assert int(build(small_cfg(uv_warmup_epochs=2.0), x, y)[0].sample_stats["start_step"]) == 4
+    assert int(build(small_cfg(lr_u=0.0), x, y)[0].sample_stats["start_step"]) == tables.NEVER

@@ -17,6 +17,7 @@ import numpy as np
 from sopjax import configs as config_lib
 from sopjax.data import arrays as arrays_lib
 from sopjax.data import noise
+from sopjax.evaluators import predict
 from sopjax.infra import parallel
 from sopjax.trainers import fit as fit_lib
 from sopjax.trainers import state as tstate
@@ -68,7 +69,8 @@ def epochs(cfg, arrays, mesh):
 
 
 def flat(state):
-    host = parallel.to_host({"params": state.params, "batch_stats": state.batch_stats})
+    host = parallel.to_host({"params": state.params, "batch_stats": state.batch_stats,
+                             "sample_stats": state.sample_stats})
     return {"/".join(str(getattr(k, "key", k)) for k in p): v for p, v in jax.tree_util.tree_leaves_with_path(host)}
 
 
@@ -79,6 +81,8 @@ def main(out, workdir):
     many, mn, hlo = epochs(cfg, arrays, parallel.make_mesh())
     res = {"n_devices": np.array(n), "metrics_1": m1, "metrics_n": mn,
            "u_rows_per_device": np.array(many.params["u"].addressable_shards[0].data.shape[0]),
+           "issue_rows_per_device": np.array(many.sample_stats["issue_sum"].addressable_shards[0].data.shape[0]),
+           "one_probs": predict.evaluate(one, jax.device_put(arrays.x_train), np.arange(N)),
            "net_rows_per_device": np.array(many.params["net"]["Dense_0"]["kernel"].addressable_shards[0].data.shape[0]),
            "step_all_reduces": np.array(hlo.count("all-reduce(")),
            "step_per_device_batch": np.array(f"f32[{cfg.batch_size // n},16]" in hlo)}
