@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 
 import jax
@@ -98,9 +97,8 @@ def _method_list(text: str) -> tuple:
 
 def main(argv=None) -> int:
     """The CLI: 0 on success, 2 with one line on bad input or a machine error, 1 on a bug
-    (``--debug`` shows the traceback), 130 when interrupted."""
-    return cli.main(build_parser(), run, argv,
-                    interrupted="interrupted; re-run the same command to resume from the last finished epoch")
+    (``--debug`` shows the traceback), 130 on Ctrl-C, 143 on SIGTERM."""
+    return cli.main(build_parser(), run, argv)
 
 
 def choose_preset(requested: str | None) -> tuple[str, str]:
@@ -175,7 +173,7 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
 
 def join_processes(args) -> None:
     """Join a multi-process job (:mod:`sopjax.infra.distributed`) before any other JAX call."""
-    distributed.initialize(distributed.settings(args), detect=args.distributed)
+    distributed.initialize(distributed.settings(args), detect=args.distributed, timeout=args.coordinator_timeout)
     if jax.process_count() > 1:
         print(f"process {jax.process_index()} of {jax.process_count()} ({jax.local_device_count()} of "
               f"{jax.device_count()} devices here); process 0 writes the run files")
@@ -228,9 +226,9 @@ def run_one(args, cfg: Config, preset: str, why: str) -> int:
 
 def run_seeds(args, cfg: Config, preset: str, why: str) -> int:
     """``--seeds``: the runs side by side on one device (:mod:`sopjax.trainers.multirun`), one directory each."""
-    cfgs = [dataclasses.replace(cfg, seed=s) for s in args.seeds]
+    cfgs = [flags.with_seed(cfg, s) for s in args.seeds]  # checked as --seed is (2**32 would wrap to 0)
     base = args.workdir or f"runs/{preset}-{cfg.method}-{cfg.label_set}{_suffix(cfg)}"
-    workdirs = [f"{base}-s{s}" for s in args.seeds]
+    workdirs = [str(check_writable(f"{base}-s{s}")) for s in args.seeds]  # before the data are loaded
     loaded = [load_arrays(c, args, split=False) for c in cfgs]  # runs side by side have no validation split
     print(f"layout: {len(cfgs)} runs side by side (jax.vmap over the train step, one compile, one copy of the "
           f"images) on {jax.devices()[0].platform}; run directories {', '.join(workdirs)}")
@@ -259,4 +257,4 @@ def run_compare(args, cfg: Config, preset: str, why: str, methods: tuple) -> int
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

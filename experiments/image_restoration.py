@@ -34,23 +34,29 @@ import argparse
 import dataclasses
 import datetime
 import hashlib
+import math
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
 
 from sopjax.dop import restore as dop
-from sopjax.infra import cli, extras
+from sopjax.infra import cli, extras, memory
 from sopjax.infra.provenance import code_version
-from theory.matrix_recovery import check_writable
+from theory.matrix_recovery import check_out, check_seed
 from theory.matrix_recovery import save as save_atomic
 
 IMAGES = ("camera", "astronaut", "coffee", "chelsea", "moon", "coins", "cat", "brick", "grass", "gravel", "clock",
           "immunohistochemistry")  # shipped inside scikit-image's wheel: no download
 METHODS = ("l2", "l1", "dop")
-LABELS = {"l2": "DIP-ℓ2", "l1": "DIP-ℓ1", "dop": "DOP (α=500)"}
+LABELS = {"l2": "DIP-ℓ2", "l1": "DIP-ℓ1", "dop": "DOP"}
+STEM = "dop_image_restoration"
+
+
+def label(method: str, alpha: float) -> str:
+    """A method's legend label; DOP's names the α it ran with."""
+    return f"DOP (α={alpha:g})" if method == "dop" else LABELS[method]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +86,17 @@ class RestorationConfig:
             raise ValueError(f"--size must be a positive multiple of {2 ** self.scales} (2**scales), got {self.size}")
         if self.iters < self.record_every or self.iters % self.record_every:
             raise ValueError(f"--iters must be a positive multiple of {self.record_every}, got {self.iters}")
+        for name in ("alpha", "lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v < math.inf):
+                raise ValueError(f"--{name} must be a positive finite number (the slides' α is 500), got {v}")
         return self
+
+    def memory_estimate(self) -> float:
+        """Bytes one method needs at least: the network's activations and their gradients,
+        ≈ 115 bytes per pixel and channel of width measured at 64–256 pixels (64 counted),
+        plus the images."""
+        return float(self.size) ** 2 * (64 * self.width + 64)
 
 
 QUICK = RestorationConfig(images=("camera",), levels=(0.5,), iters=300, width=16)
@@ -126,7 +142,7 @@ def compute_restoration(cfg: RestorationConfig, seed: int, log=print) -> dict:
                                        "psnr_curve": r["psnr"][cfg.record_every - 1::cfg.record_every]}
             shown[method] = r["image"]
             log(
-                f"{name} {level:.0%} {LABELS[method]:>11}: final {r['psnr_final']:.2f} dB, "
+                f"{name} {level:.0%} {label(method, cfg.alpha):>11}: final {r['psnr_final']:.2f} dB, "
                 f"best {r['psnr_best']:.2f} dB "
                 f"at step {r['iter_best']}, {wall:.1f} s"
             )
@@ -153,7 +169,8 @@ def plot_restoration(rec: dict):
                              gridspec_kw={"width_ratios": [1.6, 1, 1, 1, 1, 1]}, constrained_layout=True)
     for row, case, shown in zip(axes, cases, rec["_images"]):
         for method in METHODS:
-            row[0].plot(rec["steps"], case["methods"][method]["psnr_curve"], label=LABELS[method])
+            curve = case["methods"][method]["psnr_curve"]
+            row[0].plot(rec["steps"], curve, label=label(method, rec["config"]["alpha"]))
         row[0].axhline(case["psnr_noisy"], color="gray", ls=":", label="noisy input")
         row[0].set(
             xlabel="iteration", ylabel="PSNR (dB)", title=f"{case['image']}, {case['level']:.0%} salt-and-pepper"
@@ -163,7 +180,8 @@ def plot_restoration(rec: dict):
             im = np.clip(shown[key], 0, 1)
             ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)
             psnr = case["psnr_noisy"] if key == "noisy" else case["methods"].get(key, {}).get("psnr_final")
-            ax.set_title(LABELS.get(key, key) + (f"\n{psnr:.2f} dB (final)" if psnr is not None else ""), fontsize=9)
+            name = label(key, rec["config"]["alpha"]) if key in LABELS else key
+            ax.set_title(name + (f"\n{psnr:.2f} dB (final)" if psnr is not None else ""), fontsize=9)
             ax.axis("off")
     c = rec["config"]
     fig.suptitle(f"Deep image prior with and without double over-parameterization: {c['size']}×{c['size']}, "
@@ -179,7 +197,7 @@ def save(out: pathlib.Path, stem: str, fig, record: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="camera, 50 %%, 300 steps, width 16 (≤ 3 min)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--images", type=lambda s: tuple(s.split(",")), default=None, help=f"comma list of {IMAGES}")
@@ -192,9 +210,10 @@ def main(argv=None) -> int:
         "--out",
         type=pathlib.Path,
         default=None,
-        help="output folder (default: a new runs/image_restoration-<time>/; `--out figures` regenerates the "
-        "committed files)",
+        help="output folder (default: a new runs/image_restoration-<time>/; `--out figures --force` regenerates "
+        "the committed files)",
     )
+    ap.add_argument("--force", action="store_true", help=f"overwrite {STEM}.png/.json already in --out")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     try:
         args = ap.parse_args(argv)
@@ -208,17 +227,18 @@ def run(args) -> int:
     changes = {k: getattr(args, k) for k in ("images", "levels", "size", "iters", "width", "scales", "alpha")
                if getattr(args, k) is not None}
     cfg = dataclasses.replace(cfg, **changes).validate()
+    check_seed(args.seed)
+    memory.check_fits(cfg.memory_estimate(), f"--size {cfg.size} at --width {cfg.width}", "lower --size or --width")
     extras.require("skimage", "python -m experiments.image_restoration")  # before any output is written
     out = (
         args.out
         or pathlib.Path("runs") / f"image_restoration-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S%f}"
     )
-
-    check_writable(out)
+    check_out(out, [STEM], args.force)
     print(f"config: {cfg}; seed {args.seed}; output {out}; load avg {os.getloadavg()}")
     rec = compute_restoration(cfg, args.seed)
     fig = plot_restoration(rec)
-    save(out, "dop_image_restoration", fig, rec)
+    save(out, STEM, fig, rec)
     for c in rec["cases"]:
         print(f"{c['image']} {c['level']:.0%}: DOP final − DIP-ℓ2 final = {c['dop_minus_l2_final_db']:+.2f} dB; "
               f"DOP best − DOP final = {c['dop_best_minus_final_db']:.2f} dB")
@@ -227,4 +247,4 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

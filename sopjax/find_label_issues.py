@@ -182,9 +182,9 @@ def print_report(summary: dict, workdir: pathlib.Path, top: int = 10) -> None:
 
 
 def main(argv=None) -> int:
-    """The CLI: 0 on success, 2 with one line on bad input, 1 on a bug, 130 when interrupted."""
-    return cli.main(build_parser(), run, argv,
-                    interrupted="interrupted; re-run the same command to resume from the last finished epoch")
+    """The CLI: 0 on success, 2 with one line on bad input, 1 on a bug, 130 on Ctrl-C, 143 on
+    SIGTERM (each one line saying that re-running the same command resumes)."""
+    return cli.main(build_parser(), run, argv)
 
 
 class _CallableModule(types.ModuleType):
@@ -198,4 +198,4 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

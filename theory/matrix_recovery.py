@@ -33,9 +33,7 @@ import dataclasses
 import datetime
 import functools
 import json
-import os
 import pathlib
-import sys
 import time
 
 import cvxpy as cp
@@ -44,7 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.core.overparam import sparse_term
-from sopjax.infra import cli, extras
+from sopjax.infra import cli, extras, memory
+from sopjax.infra.jsonio import atomic_path, dumps
+from sopjax.infra.preflight import probe_dir
 from sopjax.infra.provenance import code_version
 from theory.linear_model import x64
 
@@ -203,6 +203,8 @@ def dop_descent(Y, L_star, alpha, cfg: GDConfig, use_s: bool = True):
 
 # --------------------------------------------------------------------------- convex baselines
 
+SCS_SIGINT = -5  # SCS's status after it caught a Ctrl-C (scs.SIGINT)
+
 
 class ConvexRPCA:
     """Principal component pursuit ``min ‖L‖_* + λ‖S‖₁ s.t. L + S = Y`` (Candès et al. 2009) in CVXPY.
@@ -230,7 +232,10 @@ class ConvexRPCA:
     def solve(self, Y: np.ndarray, lam: float):
         self.Y.value, self.lam.value = np.asarray(Y, np.float64), float(lam)
         try:
-            self.problem.solve(solver=self.solver)
+            if self.solver == "SCS":
+                self._solve_scs()
+            else:
+                self.problem.solve(solver=self.solver)
             status = self.problem.status
         except Exception as e:  # a solver failure is a failed cell, never a result
             status = f"solver_error: {type(e).__name__}"
@@ -238,6 +243,17 @@ class ConvexRPCA:
             nan = np.full((self.n, self.n), np.nan)
             return nan, nan, status
         return np.asarray(self.L.value), np.asarray(self.S.value), status
+
+
+    def _solve_scs(self) -> None:
+        """SCS catches Ctrl-C itself and reports a failed solve, which would hide the
+        interruption as a failed cell; solved in CVXPY's documented steps (get_problem_data,
+        solve_via_data, unpack_results) to see SCS's raw status. Raises KeyboardInterrupt."""
+        data, chain, inverse = self.problem.get_problem_data("SCS")
+        raw = chain.solve_via_data(self.problem, data, True, False, {})  # warm start, as solve() does
+        if raw.get("info", {}).get("status_val") == SCS_SIGINT:
+            raise KeyboardInterrupt
+        self.problem.unpack_results(raw, chain, inverse)
 
 
 def ialm_rpca(Y: np.ndarray, lam: float, tol: float = 1e-9, max_iter: int = 5000, rho: float = 1.1):
@@ -424,26 +440,43 @@ def json_default(o):
 
 
 def save(out: pathlib.Path, stem: str, fig, record: dict) -> None:
-    """Write ``stem.png`` and ``stem.json`` atomically (temp file, then rename); say when replacing."""
-
+    """Write ``stem.png`` and ``stem.json`` (strict JSON: NaN and inf as null), each whole:
+    a temporary file renamed into place, removed if the write fails or is interrupted."""
     out.mkdir(parents=True, exist_ok=True)
     record = {**record, "code_version": code_version()}
+    text = dumps(json.loads(json.dumps(record, default=json_default)), indent=1)
     for suffix, write in ((".png", lambda p: fig.savefig(p, dpi=100, bbox_inches="tight", format="png")),
-                          (".json", lambda p: p.write_text(json.dumps(record, indent=1, default=json_default)))):
-        final, tmp = out / f"{stem}{suffix}", out / f".{stem}{suffix}.tmp"
-        write(tmp)
+                          (".json", lambda p: p.write_text(text))):
+        final = out / f"{stem}{suffix}"
         if final.exists():
-            print(f"replacing {final}")
-        os.replace(tmp, final)
+            print(f"replacing {final} (--force)")
+        with atomic_path(final) as tmp:
+            write(tmp)
     print(f"wrote {out / stem}.png and .json")
 
 
-def check_writable(out: pathlib.Path) -> None:
-    """Create ``out`` and write/remove a probe file there, so an unwritable folder fails before any compute."""
-    out.mkdir(parents=True, exist_ok=True)
-    probe = out / ".write-probe"
-    probe.write_text("")
-    probe.unlink()
+def check_out(out: pathlib.Path, stems, force: bool) -> None:
+    """Refuse, before any compute and creating nothing, an ``out`` that is a file, cannot be
+    written, or already holds ``stem``.png/.json (unless ``force``). Raises ValueError naming the fix."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; pick another --out")
+    taken = [f"{s}{ext}" for s in stems for ext in (".png", ".json") if (out / f"{s}{ext}").exists()]
+    if taken and not force:
+        raise ValueError(f"--out {out} already holds {', '.join(taken)}; pass --force to overwrite them, or pick a "
+                         "fresh --out")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"--out {out}: {probe} is a file, not a folder; pick another --out")
+    probe_dir(probe, "pick a writable --out")
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` if it lies in [0, 2**63); ValueError naming ``--seed`` otherwise."""
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"--seed must be an integer in [0, 2**63), e.g. --seed 0; got {seed}")
+    return seed
 
 
 def default_out(name: str) -> pathlib.Path:
@@ -455,7 +488,9 @@ def default_out(name: str) -> pathlib.Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """0 on success; 2 with one line on bad input, an --out that holds these figures (without
+    --force) or a size that will not fit in memory; 130 on Ctrl-C, 143 on SIGTERM."""
+    ap = cli.OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=("curves", "phase", "all"), default="all")
     ap.add_argument("--quick", action="store_true", help="n = 20, small grid (~1–2 min)")
     ap.add_argument("--seed", type=int, default=0)
@@ -464,13 +499,28 @@ def main(argv=None) -> int:
         "--out",
         type=pathlib.Path,
         default=None,
-        help="output folder (default: a new runs/matrix_recovery-<time>/; `--out figures` regenerates the "
+        help="output folder (default: a new runs/matrix_recovery-<time>/; `--out figures --force` regenerates the "
         "committed ones)",
     )
+    ap.add_argument("--force", action="store_true", help="overwrite dop_matrix_* files already in --out")
     ap.add_argument("--solver", default="SCS", help="CVXPY solver for convex RPCA (SCS, CLARABEL)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:  # --help, or a bad flag (already reported in one line)
+        return e.code if isinstance(e.code, int) else 2
     return cli.guarded(_run, args)
+
+
+def memory_estimate(name: str, c) -> float:
+    """Bytes that part ``name`` with config ``c`` needs at least: the float64 n × n arrays of the
+    batched descent (Y, L★, S★, their stacks, U, V, g, h: 11 per instance) or, if larger, one
+    convex solve (CVXPY's semidefinite program: ≈ 11–13 kB per matrix entry measured at
+    n = 60–100; 8 kB counted) next to the instances kept meanwhile."""
+    batch = len(c.ranks) * len(c.rhos) * c.trials if name == "phase" else max(len(c.alpha_factors),
+                                                                                len(c.sweep_factors))
+    entries = float(c.n) ** 2
+    return max(11 * batch * entries * 8, 4 * batch * entries * 8 + 8000 * entries)
 
 
 def _run(args) -> int:
@@ -479,14 +529,16 @@ def _run(args) -> int:
             "phase": QUICK["phase"] if args.quick else PhaseConfig()}
     if args.n is not None:
         cfgs = {k: dataclasses.replace(v, n=args.n) for k, v in cfgs.items()}
+    check_seed(args.seed)
     for name in parts:  # validate everything before any compute or output
         c = cfgs[name]
         for r, rho in ([(c.r, c.rho)] if name == "curves" else [(r, rho) for r in c.ranks for rho in c.rhos]):
             check_sizes(c.n, r, rho)
+        memory.check_fits(memory_estimate(name, c), f"--part {name} at n = {c.n}", "lower --n")
     ConvexRPCA(2, args.solver)
     extras.require("pyrpca", "python -m theory.matrix_recovery")  # before any output is written
     out = args.out or default_out("matrix_recovery")
-    check_writable(out)
+    check_out(out, [f"dop_matrix_{name}" for name in parts], args.force)
     t0 = time.perf_counter()
     for name in parts:
         t = time.perf_counter()
@@ -520,4 +572,4 @@ def _report(rec: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from sopjax.infra import cli
 from sopjax.infra.provenance import code_version
 from theory import convex as cx
 from theory import linear_model as lm
@@ -607,6 +608,17 @@ def _seed(text: str) -> int:
     return v
 
 
+def _log_gamma(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not -700.0 <= v < 0.0:  # γ = e^v must lie in (0, 1) for α = −log γ/(2λ) > 0, and not underflow
+        raise argparse.ArgumentTypeError(f"--flow-log-gamma must be a number in [-700, 0) so that γ = e^LOG lies in "
+                                         f"(0, 1), e.g. -32; got {text!r}")
+    return v
+
+
 def _solver(text: str) -> str:
     name = text.upper()
     allowed = [BATCHED] + sorted(cx.cp.installed_solvers())
@@ -627,7 +639,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--solver", type=_solver, default=BATCHED,
                     help=f"{BATCHED} (JAX, certified, ECOS fallback) or a CVXPY solver such as ECOS")
     ap.add_argument("--fig4-gd", action="store_true", help="add Fig. 4's panel of real GD steps (slow)")
-    ap.add_argument("--flow-log-gamma", type=float, default=None, metavar="LOG",
+    ap.add_argument("--flow-log-gamma", type=_log_gamma, default=None, metavar="LOG",
                     help="Fig. 4's flow panel at γ = e^LOG (default -32)")
     ap.add_argument("--replot", nargs="+", type=pathlib.Path, metavar="JSON",
                     help="redraw figures from their JSON records, without solving")
@@ -668,14 +680,24 @@ def _load_records(paths) -> list[dict]:
     return recs
 
 
+def _replot(spec, rec: dict, path):
+    """The figure drawn from ``rec``; UsageError naming ``path`` when a field is missing or garbled."""
+    try:
+        return spec.plot(rec)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        _plt().close("all")
+        raise UsageError(f"--replot {path}: the record is incomplete or damaged ({type(e).__name__}: {e}); give a "
+                         f"{spec.stem}.json written by this program") from e
+
+
 def run(args: argparse.Namespace) -> int:
     out = args.out or pathlib.Path("runs") / f"figures-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     if args.replot:
         recs = _load_records(args.replot)
         check_out(out, [FIGURES[r["figure"]].stem for r in recs], args.force)
-        for rec in recs:
+        for path, rec in zip(args.replot, recs):
             spec = FIGURES[rec["figure"]]
-            save(out, spec.stem, spec.plot(rec), None)
+            save(out, spec.stem, _replot(spec, rec, path), None)
         return 0
     figs = (2, 3, 4) if args.figure == "all" else (int(args.figure),)
     check_out(out, [FIGURES[n].stem for n in figs], args.force)
@@ -702,15 +724,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    """0 on success; 2 with one line on bad input; 130 on Ctrl-C and 143 on SIGTERM, with one
+    line (each figure file is written whole or not at all)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        return run(parse_args(argv))
+        with cli.signals_raise():
+            return run(parse_args(argv))
     except UsageError as e:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        if debug:
+            raise
+        return cli.interrupted_code(e, "the figures finished so far are complete; re-run with --force to redo all")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

@@ -70,13 +70,16 @@ class Config:
 
     def validate(self) -> "Config":
         """Raise ValueError naming the flag and the fix for a field of the wrong type, out of
-        range or NaN, or a label set that does not belong to the dataset."""
+        range or NaN, an ``lr_min`` above ``lr``, or a label set that does not belong to the dataset."""
         _check_types(self)
         _check_choices(self)
         for name, (low, high, example) in RANGES.items():
             _check_range(name, getattr(self, name), low, high, example)
         if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.milestones):
             raise ValueError(f"--milestones must be positive epochs such as 40,80, got {self.milestones!r}")
+        if self.lr_min > self.lr:  # the cosine would rise from lr to lr_min instead of decaying
+            raise ValueError(f"--lr-min {self.lr_min} exceeds --lr {self.lr}; the schedule decays from lr to lr_min, "
+                             f"so pass --lr-min at most {self.lr} (e.g. 0)")
         return self
 
 

@@ -48,3 +48,12 @@ def add_config_flags(ap: argparse.ArgumentParser) -> None:
 def overrides(args: argparse.Namespace) -> dict:
     """The Config fields given on the command line, {field: value}."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+
+
+def with_seed(cfg: Config, seed: int) -> Config:
+    """``cfg`` with ``seed`` (one of ``--seeds``), validated as ``--seed`` is: a seed outside
+    [0, 2**32) would otherwise wrap onto another. Raises ValueError naming ``--seeds``."""
+    try:
+        return dataclasses.replace(cfg, seed=seed).validate()
+    except ValueError as e:
+        raise ValueError(f"--seeds {seed}: {e}") from None

@@ -26,7 +26,8 @@ import urllib.request
 import numpy as np
 from PIL import Image
 
-from sopjax.data import safe_pickle
+from sopjax.data import decode_cache, safe_pickle
+from sopjax.data.decode_cache import read_cache, source_stamp, user_cache_dir, write_cache
 from sopjax.infra.errors import DataError
 
 ENV_VAR = "SOPJAX_DATA_DIR"
@@ -204,37 +205,14 @@ def _read_jpeg_npz(path: pathlib.Path):
     return x_tr, arrs["train_labels"].astype(np.int32), x_te, arrs["test_labels"].astype(np.int32), str(path)
 
 
-def user_cache_dir() -> pathlib.Path:
-    """``$XDG_CACHE_HOME/sopjax`` (default ``~/.cache/sopjax``): downloads and decoded arrays,
-    never the source tree or a data folder found elsewhere, which may be shared or read-only."""
-    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "sopjax"
-
-
-def _cache_dir(explicit=None) -> pathlib.Path:
-    return pathlib.Path(explicit or os.environ.get("SOPJAX_CACHE_DIR") or user_cache_dir() / "decoded")
-
-
-def _source_stamp(path: pathlib.Path) -> str:
-    """Cache key of a source: its absolute path, and the sizes and mtimes of its files (an
-    extracted folder's own mtime does not change when a file in it is rewritten)."""
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256(str(path.resolve()).encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:16]
-
-
-def _write_cache(cache: pathlib.Path, files, arrs, src: str) -> None:
-    """Save the decoded arrays; the cache only saves time, so an unwritable one is skipped."""
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        for f, a in zip(files, arrs):
-            np.save(f, a)
-        (cache / "source.txt").write_text(src)
-    except OSError as e:
-        print(f"warning: cannot write the decoded-data cache {cache} ({e.strerror}); set $SOPJAX_CACHE_DIR "
-              "to a writable folder to load faster next time")
+def verify_jpeg_npz(path: pathlib.Path) -> str:
+    """The sha256 of ``path``; raises DataError unless it is :data:`JPEG_NPZ_SHA256` (the
+    data README's), so an altered file (relabelled, re-encoded, truncated) is never trained on."""
+    digest = file_digest(path, "sha256")
+    if digest != JPEG_NPZ_SHA256:
+        raise DataError(f"{path} is corrupt or altered: its sha256 is {digest}, but the {JPEG_NPZ} described in the "
+                        f"data README has {JPEG_NPZ_SHA256}. Replace the file with the original.")
+    return digest
 
 
 def load_cifar(name: str = "cifar10", data_dir=None, download_missing: bool = True, cache_dir=None) -> Dataset:
@@ -245,7 +223,8 @@ def load_cifar(name: str = "cifar10", data_dir=None, download_missing: bool = Tr
     ``download_missing``, downloads the official tarball into the user cache
     (:func:`default_download_dir`; reused if already there) and verifies its MD5. Decoded arrays are
     cached under ``cache_dir`` (default ``$SOPJAX_CACHE_DIR``, else ``<user cache>/decoded``,
-    :func:`user_cache_dir`) keyed by source.
+    :func:`user_cache_dir`) keyed by source; ``cifar10-jpeg.npz`` is checked against its
+    known sha256 first. ``source`` of the result names the file found by this call.
 
     Raises DataError if nothing is found (naming the places searched and the
     fix), on a checksum mismatch, or for a corrupt file; ValueError for an
@@ -272,12 +251,13 @@ def load_cifar(name: str = "cifar10", data_dir=None, download_missing: bool = Tr
             download(OFFICIAL[name]["url"], target, OFFICIAL[name]["md5"])
         found = ("official", target.parent, target)
     kind, root, path = found
-    cache = _cache_dir(cache_dir) / f"{name}-{kind}-{_source_stamp(path)}"
+    # The npz is keyed by its verified content; the official files by path, sizes and mtimes.
+    key = verify_jpeg_npz(path)[:16] if kind == "jpeg" else source_stamp(path)
+    cache = decode_cache.cache_dir(cache_dir) / f"{name}-{kind}-{key}"
     files = [cache / f"{k}.npy" for k in ("x_train", "y_train", "x_test", "y_test")]
-    if all(f.is_file() for f in files):
-        arrs = [np.load(f, allow_pickle=False) for f in files]
-        src = (cache / "source.txt").read_text()
-    else:
-        *arrs, src = _read_official(root, name) if kind == "official" else _read_jpeg_npz(path)
-        _write_cache(cache, files, arrs, src)
-    return Dataset(name, *arrs, num_classes=OFFICIAL[name]["num_classes"], source=src)
+    arrs = read_cache(cache, files)
+    if arrs is None:
+        *arrs, _ = _read_official(root, name) if kind == "official" else _read_jpeg_npz(path)
+        write_cache(cache, files, arrs, str(path))
+    # The provenance is the file this call found, not whichever copy first filled the cache.
+    return Dataset(name, *arrs, num_classes=OFFICIAL[name]["num_classes"], source=str(path))

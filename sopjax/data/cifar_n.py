@@ -28,7 +28,8 @@ def read_cifar_n(path: pathlib.Path) -> dict[str, np.ndarray]:
 
     The file is a zip whose ``*/data.pkl`` holds a dict of int64 numpy arrays; it
     is unpickled by :mod:`sopjax.safe_pickle`, which refuses anything but numpy
-    arrays. Returns {key: (50000,) int32}. Raises DataError for a damaged file and
+    arrays. Returns {key: (50000,) int32}. Raises DataError for a damaged file or an array
+    that is not 1-D non-negative integers (a float array would be truncated by a cast), and
     safe_pickle.UnsafePickleError for a pickle that asks for other code.
     """
     path = pathlib.Path(path)
@@ -47,10 +48,20 @@ def read_cifar_n(path: pathlib.Path) -> dict[str, np.ndarray]:
                         "download the official file again") from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: expected a dict of label arrays, got {type(d).__name__}")
-    try:
-        return {k: np.asarray(v, dtype=np.int32) for k, v in d.items()}
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{path}: a label array is not integers ({e}); download the official file again") from None
+    return {k: _int_labels(path, k, v) for k, v in d.items()}
+
+
+def _int_labels(path, key, v) -> np.ndarray:
+    """``v`` as int32, refusing what a cast would change: floats (truncated), booleans, values
+    outside int32, or anything but a 1-D array."""
+    a = np.asarray(v)
+    if a.dtype.kind not in "iu" or a.ndim != 1:
+        raise DataError(f"{path}: {key} is an array of dtype {a.dtype} and shape {a.shape}, not 1-D integer labels; "
+                        "download the official file again")
+    if a.size and (a.min() < 0 or a.max() > np.iinfo(np.int32).max):
+        raise DataError(f"{path}: {key} holds labels outside [0, 2**31) (min {a.min()}, max {a.max()}); "
+                        "download the official file again")
+    return a.astype(np.int32)
 
 
 def find_cifar_n(dataset: str, data_dir=None) -> pathlib.Path:
@@ -70,8 +81,9 @@ def read_labels(name: str, clean: np.ndarray, num_classes: int, data_dir=None) -
     (50000,) int32, checked against the images' labels ``clean``.
 
     Raises ValueError if the set does not belong to a ``num_classes``-class dataset;
-    DataError if the file is missing, lacks the set, or its clean labels disagree with
-    ``clean`` (wrong order or wrong file).
+    DataError if the file is missing, lacks the set, holds a set of another length than
+    ``clean`` (a shifted or padded array would mislabel every image after the shift), or its
+    clean labels disagree with ``clean`` (wrong order or wrong file).
     """
     dataset, key = ("cifar10", CIFAR10N[name]) if name in CIFAR10N else ("cifar100", CIFAR100N[name])
     if num_classes != (10 if dataset == "cifar10" else 100):
@@ -82,6 +94,10 @@ def read_labels(name: str, clean: np.ndarray, num_classes: int, data_dir=None) -
     if missing:
         raise DataError(f"{path} has no {', '.join(missing)} labels (keys: {', '.join(sorted(arrays))}); "
                         "it is not the official CIFAR-N file for this label set. Download it again.")
+    for k in ("clean_label", key):
+        if arrays[k].shape != clean.shape:
+            raise DataError(f"{path}: {k} has {len(arrays[k])} labels but the training set has {len(clean)} images; "
+                            "the file is not the official one for these images. Download it again.")
     if not np.array_equal(arrays["clean_label"], clean):
         raise DataError(f"{path}: clean_label does not match the training labels; images and label file "
                         "must both be in the official CIFAR order.")

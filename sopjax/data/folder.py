@@ -27,6 +27,7 @@ from absl import flags
 from PIL import Image
 
 from sopjax.data.image_folder import read_image_folder
+from sopjax.infra.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +97,16 @@ class Decode(grain.transforms.Map):
     size: int
 
     def map(self, rec):
-        with Image.open(rec["path"]) as im:
-            im = im.convert("RGB")
-            if im.size != (self.size, self.size):
-                im = im.resize((self.size, self.size), Image.BILINEAR)
-            return {"image": np.asarray(im, np.uint8), "index": rec["index"]}
+        try:
+            with Image.open(rec["path"]) as im:
+                im = im.convert("RGB")
+                if im.size != (self.size, self.size):
+                    im = im.resize((self.size, self.size), Image.BILINEAR)
+                return {"image": np.asarray(im, np.uint8), "index": rec["index"]}
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # Pillow's decode errors
+            raise DataError(f"cannot decode image {rec['path']} (line {int(rec['index']) + 1} of the list: "
+                            f"{type(e).__name__}: {e}); replace the file (the checkpoints stay valid), or "
+                            "remove its line and use a new --workdir") from None
 
 
 class RandomFlip(grain.transforms.RandomMap):
@@ -167,10 +173,13 @@ def _check_paths(image_root, label_file, test_label_file, test_folder) -> None:
     if not image_root:
         raise ValueError("a folder dataset needs --image-root DIR (class subfolders, or the root of --label-file's "
                          "paths)")
-    for flag, path in (("--image-root", image_root), ("--label-file", label_file),
-                       ("--test-label-file", test_label_file), ("--test-folder", test_folder)):
+    for flag, path, kind in (("--image-root", image_root, "folder"), ("--label-file", label_file, "file"),
+                             ("--test-label-file", test_label_file, "file"), ("--test-folder", test_folder, "folder")):
         if path is not None and not pathlib.Path(path).exists():
             raise ValueError(f"{flag} {path} does not exist; pass an existing path")
+        if path is not None and (pathlib.Path(path).is_dir() != (kind == "folder")):
+            raise ValueError(f"{flag} {path} is {'a file' if kind == 'folder' else 'a folder'}; pass a {kind}"
+                             + (" of '<path> <label>' lines" if kind == "file" else " of images"))
     if test_folder is not None and label_file is not None:
         raise ValueError("--test-folder goes with the class-subfolder layout; with --label-file pass --test-label-file")
 

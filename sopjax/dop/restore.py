@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -76,8 +77,9 @@ class DIPConfig:
         """Raise ValueError naming the fix for an unusable config or image shape (H, W, C)."""
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.iters < 1 or self.record_every < 1 or self.lr <= 0 or self.alpha <= 0:
-            raise ValueError("iters, record_every, lr and alpha must be positive")
+        if self.iters < 1 or self.record_every < 1 or not (0 < self.lr < math.inf and 0 < self.alpha < math.inf):
+            raise ValueError(f"iters, record_every, lr and alpha must be positive and finite, got {self.iters}, "
+                             f"{self.record_every}, {self.lr}, {self.alpha}")
         if self.iters % self.record_every:
             raise ValueError(f"iters ({self.iters}) must be a multiple of record_every ({self.record_every})")
         if not self.channels or min(self.channels) < 1:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import pathlib
 
 import numpy as np
 
 from sopjax.configs import Config
 from sopjax.evaluators.plots import plot_fig1, plot_nc
-from sopjax.infra.jsonio import dumps
+from sopjax.infra.jsonio import atomic_path, atomic_write, dumps
 
 # The claims a CE-vs-SOP run is meant to show: thresholds are fractions.
 CE_MEMORIZES_AT_LEAST = 0.50
@@ -41,38 +42,28 @@ def checks(summaries: dict) -> list[dict]:
 
     summaries: {"ce": summary, "sop": summary} as returned by :func:`sopjax.trainers.fit.fit`
     (keys used: memorized_wrong_last, test_acc_last, detection[...]["auroc"]).
-    Raises KeyError if either method is missing.
+    A claim whose value is undefined (None) holds None. Raises KeyError if either method is missing.
     """
     ce, sop = summaries["ce"], summaries["sop"]
     ce_mem, sop_mem = ce["memorized_wrong_last"], sop["memorized_wrong_last"]
     gain = sop["test_acc_last"] - ce["test_acc_last"]
     auc_sop, auc_ce = sop["detection"]["sop_uv"]["auroc"], ce["detection"]["model_1mp"]["auroc"]
     return [
-        {
-            "claim": "CE memorizes ≥ 50% of the wrong labels",
-            "value": ce_mem,
-            "target": CE_MEMORIZES_AT_LEAST,
-            "holds": ce_mem >= CE_MEMORIZES_AT_LEAST,
-        },
-        {
-            "claim": "SOP memorizes ≤ half of CE's share",
-            "value": sop_mem,
-            "target": SOP_MEMORIZES_AT_MOST_OF_CE * ce_mem,
-            "holds": sop_mem <= SOP_MEMORIZES_AT_MOST_OF_CE * ce_mem,
-        },
-        {
-            "claim": "SOP's last-epoch test acc ≥ CE's + 3 points",
-            "value": gain,
-            "target": SOP_TEST_GAIN_AT_LEAST,
-            "holds": gain >= SOP_TEST_GAIN_AT_LEAST - 1e-12,
-        },
-        {
-            "claim": "SOP's u/v AUROC ≥ 0.90 and ≥ CE's 1 − p AUROC",
-            "value": auc_sop,
-            "target": max(SOP_AUROC_AT_LEAST, auc_ce),
-            "holds": auc_sop >= max(SOP_AUROC_AT_LEAST, auc_ce),
-        },
+        _claim("CE memorizes ≥ 50% of the wrong labels", ce_mem, CE_MEMORIZES_AT_LEAST, operator.ge),
+        _claim("SOP memorizes ≤ half of CE's share", sop_mem,
+               None if ce_mem is None else SOP_MEMORIZES_AT_MOST_OF_CE * ce_mem, operator.le),
+        _claim("SOP's last-epoch test acc ≥ CE's + 3 points", gain, SOP_TEST_GAIN_AT_LEAST,
+               lambda v, t: v >= t - 1e-12),
+        _claim("SOP's u/v AUROC ≥ 0.90 and ≥ CE's 1 − p AUROC", auc_sop,
+               SOP_AUROC_AT_LEAST if auc_ce is None else max(SOP_AUROC_AT_LEAST, auc_ce), operator.ge),
     ]
+
+
+def _claim(claim: str, value, target, holds) -> dict:
+    """One claim; ``holds`` is None when the value or target is undefined (None: a label set
+    without wrong, or without clean, labels has no memorization share and no AUROC)."""
+    undefined = value is None or target is None
+    return {"claim": claim, "value": value, "target": target, "holds": None if undefined else holds(value, target)}
 
 
 def _num(v, spec: str) -> str:
@@ -132,7 +123,8 @@ def markdown(methods: list[str], rows: list[tuple], claims: list[dict] | None) -
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     if claims:
         lines += ["", "| claim | value | target | holds |", "| --- | --- | --- | --- |"]
-        lines += [f"| {c['claim']} | {c['value']:.4f} | {c['target']:.4f} | {'yes' if c['holds'] else 'NO'} |"
+        verdict = {True: "yes", False: "NO", None: "n/a"}
+        lines += [f"| {c['claim']} | {_num(c['value'], '.4f')} | {_num(c['target'], '.4f')} | {verdict[c['holds']]} |"
                   for c in claims]
     return "\n".join(lines) + "\n"
 
@@ -154,11 +146,14 @@ def read_history(run_path) -> list[dict]:
 
 
 def write_outputs(record: dict, workdir) -> None:
-    """comparison.json, comparison.md, fig1.png and (if NC was measured) neural_collapse.png."""
+    """comparison.md, fig1.png, (if NC was measured) neural_collapse.png and, last,
+    comparison.json (it marks the comparison finished), each written whole."""
     workdir = pathlib.Path(workdir)
-    (workdir / "comparison.json").write_text(dumps(record, indent=1))
-    (workdir / "comparison.md").write_text(record["markdown"])
-    plot_fig1(record).savefig(workdir / "fig1.png", dpi=110)
+    atomic_write(workdir / "comparison.md", record["markdown"])
+    with atomic_path(workdir / "fig1.png") as tmp:
+        plot_fig1(record).savefig(tmp, dpi=110)
     nc_fig = plot_nc(record)
     if nc_fig is not None:
-        nc_fig.savefig(workdir / "neural_collapse.png", dpi=100)
+        with atomic_path(workdir / "neural_collapse.png") as tmp:
+            nc_fig.savefig(tmp, dpi=100)
+    atomic_write(workdir / "comparison.json", dumps(record, indent=1))

@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from sopjax.infra.jsonio import atomic_write
+from sopjax.infra.jsonio import atomic_path, atomic_write
 
 COLS = 8
 WRONG = "#c0392b"  # frame of a sample whose label is known to be wrong (true labels given)
@@ -106,7 +106,9 @@ def page(table: list[dict], image_of, top: int = 60, bottom: int = 12, title: st
 
 
 def write(path, table: list[dict], image_of, title: str = "") -> None:
-    """``label_issues.png`` and ``label_issues.html`` into the folder ``path``."""
+    """``label_issues.png`` and ``label_issues.html`` into the folder ``path``, each written whole
+    or not at all."""
     path = pathlib.Path(path)
-    figure(table, image_of, title=title).savefig(path / "label_issues.png", dpi=100)
+    with atomic_path(path / "label_issues.png") as tmp:
+        figure(table, image_of, title=title).savefig(tmp, dpi=100)
     atomic_write(path / "label_issues.html", page(table, image_of, title=title or "label issues"))

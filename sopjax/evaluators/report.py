@@ -20,7 +20,7 @@ from sopjax.configs import Config
 from sopjax.core import losses
 from sopjax.data import cifar, noise
 from sopjax.evaluators import detection, label_issues, plots
-from sopjax.infra.jsonio import dumps, strict
+from sopjax.infra.jsonio import atomic_path, atomic_write, dumps, strict
 from sopjax.infra.rundir import is_primary
 
 
@@ -97,7 +97,8 @@ def finalize(cfg: Config, params: dict, probs: np.ndarray, arrays, history: list
              sample_stats: dict | None = None) -> dict:
     """Score, summarize and write the end-of-run files into ``path``; returns the summary.
     ``sample_stats``: the state's label-issue sums (host arrays; {} or None without tables).
-    In a multi-process run every process computes the summary and process 0 alone writes."""
+    In a multi-process run every process computes the summary and process 0 alone writes.
+    Each file is written whole (temporary file, then rename); summary.json comes last."""
     path = pathlib.Path(path)
     labels, names = arrays.labels, getattr(arrays, "class_names", None)
     scores = detection_scores(probs, labels.noisy, params, sample_stats)
@@ -107,12 +108,16 @@ def finalize(cfg: Config, params: dict, probs: np.ndarray, arrays, history: list
     if not is_primary():
         return strict(summary)
     extra = {} if names is None else {"class_names": np.array(names)}
-    np.savez(path / "noise_scores.npz", score=scores[primary], ranking=detection.ranking(scores[primary]),
-             given_label=labels.noisy, score_name=np.array(primary), pred_probs=probs, **extra)
+    with atomic_path(path / "noise_scores.npz") as tmp:
+        np.savez(tmp, score=scores[primary], ranking=detection.ranking(scores[primary]), given_label=labels.noisy,
+                 score_name=np.array(primary), pred_probs=probs, **extra)
     summary["label_issues"] = issue_report(cfg, scores, probs, arrays, sample_stats, path)
-    (path / "summary.json").write_text(dumps(summary, indent=1))
-    plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {labels.name}")
-    plots.detection_panel(scores[primary], labels.is_wrong, path / "detection.png")
+    with atomic_path(path / "training_curves.png") as tmp:
+        plots.training_panel(history, tmp, title=f"{cfg.method} on {labels.name}")
+    with atomic_path(path / "detection.png") as tmp:
+        plots.detection_panel(scores[primary], labels.is_wrong, tmp)
+    # Last, and whole or not at all: summary.json marks the run as finished (sopjax.infra.runstate).
+    atomic_write(path / "summary.json", dumps(summary, indent=1))
     return strict(summary)
 
 

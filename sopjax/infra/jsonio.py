@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -33,3 +34,18 @@ def atomic_write(p: pathlib.Path, text: str) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, p)
+
+
+@contextlib.contextmanager
+def atomic_path(p: pathlib.Path):
+    """Yield a temporary path beside ``p`` (same suffix, so writers that infer the format
+    from it still work) to write into; renamed to ``p`` on success, removed on an error or
+    an interruption, so ``p`` is never left half-written."""
+    p = pathlib.Path(p)
+    tmp = p.with_name(f".{p.stem}.partial{p.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

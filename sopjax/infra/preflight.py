@@ -8,7 +8,7 @@ import tempfile
 
 from sopjax.infra.errors import RunDirError
 
-RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "noise_scores.npz", ".lock", ".lock.pid")
+RUN_FILES = ("config.json", "metrics.jsonl", "steps.jsonl", "summary.json", "noise_scores.npz", ".lock", ".lock.pid")
 
 
 def probe_dir(d: pathlib.Path, fix: str) -> None:

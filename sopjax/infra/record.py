@@ -48,13 +48,14 @@ def effective_config(record: dict) -> dict:
     return cfg
 
 
-def _check_same_config(path, old: dict, new: dict, allow_lr_change: bool) -> None:
+def _check_same_config(path, old: dict, new: dict, allow_lr_change: bool, finished: bool = False) -> None:
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if allow_lr_change:
         diff = [k for k in diff if k not in LR_FIELDS]
     if diff:
         what = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
-        hint = " (or add --allow-lr-change to resume with new learning rates)" if set(diff) <= set(LR_FIELDS) else ""
+        lr_only = set(diff) <= set(LR_FIELDS) and not finished
+        hint = " (or add --allow-lr-change to resume with new learning rates)" if lr_only else ""
         raise RunDirError(f"{path} holds a run with a different config ({what}); use a new --workdir{hint}, "
                           "or delete it to start over")
 
@@ -84,6 +85,20 @@ def merge_resume(path, old: dict, record: dict, allow_lr_change: bool, last_epoc
         old["lr_changes"] = old.get("lr_changes", []) + [
             {"after_epoch": last_epoch, **{k: now[k] for k in LR_FIELDS}, "code_version": record["code_version"]}]
     return old
+
+
+def check_finished(path, old: dict, record: dict, allow_lr_change: bool) -> None:
+    """Check a re-run of the finished run ``old`` (config.json) against ``record``: the same
+    config and data, or RunDirError. New learning rates are refused even with
+    ``allow_lr_change``: they would train nothing, yet be recorded as a change."""
+    before, now = effective_config(old), json.loads(dumps(record["config"]))
+    _check_same_config(path, before, now, allow_lr_change, finished=True)
+    changed = [k for k in LR_FIELDS if before.get(k) != now.get(k)]
+    if changed:
+        what = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise RunDirError(f"{path} holds a finished run of {before.get('epochs')} epochs; new learning rates ({what}) "
+                          "would train nothing. Re-run with the recorded rates, or use a new --workdir")
+    _check_same_data(path, old, record)
 
 
 def write_record(path: pathlib.Path, record: dict, allow_lr_change: bool, steps: list[int]) -> str | None:

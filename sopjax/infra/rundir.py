@@ -26,11 +26,12 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from sopjax.infra import lock as lock_lib
+from sopjax.infra import runstate
 from sopjax.infra.errors import RunDirError, warn
 from sopjax.infra.jsonio import atomic_write
 from sopjax.infra.metrics import trim_metrics
 from sopjax.infra.preflight import check_writable
-from sopjax.infra.record import write_record
+from sopjax.infra.record import check_finished, read_json, write_record
 
 
 def is_primary() -> bool:
@@ -39,12 +40,12 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def _primary_failed(failed: bool) -> bool:
-    """Process 0's ``failed`` on every process, so all of them stop together (one process's
+def _from_primary(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process, so all of them act together (one process's
     error would otherwise leave the others waiting in orbax's barriers)."""
     if jax.process_count() == 1:
-        return failed
-    return bool(multihost_utils.broadcast_one_to_all(np.int32(failed)))
+        return flag
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def checkpoint_steps(path: pathlib.Path) -> list[int]:
@@ -87,6 +88,12 @@ class RunDir:
     record_before: str | None = None  # config.json as it was before open, put back if this run keeps nothing
     steps_before: tuple = ()
     primary: bool = True  # process 0: locks the directory and writes its files
+    summary: dict | None = None  # summary.json of a run that had finished before this open
+
+    @property
+    def finished(self) -> bool:
+        """The run had finished before this open: nothing to train, and nothing is written."""
+        return self.summary is not None
 
     @property
     def metrics_path(self) -> pathlib.Path:
@@ -101,9 +108,15 @@ class RunDir:
     def open(cls, workdir, record: dict, allow_lr_change: bool = False) -> "RunDir":
         """Create or reopen ``workdir`` for the run described by ``record``, and lock it.
 
+        Before writing anything, checks the directory's files against each other
+        (:func:`sopjax.infra.runstate.inspect`) and against ``record``. A run that had
+        finished is opened read-only: :attr:`finished` is true and :attr:`summary` holds
+        its summary.json.
+
         Raises RunDirError (a ValueError) if the directory or its files cannot be written,
-        another process holds it, or it holds a run with a different config (the learning
-        rates may differ with ``allow_lr_change``) or different data.
+        another process holds it, its files disagree (a lost or replaced file), or it holds
+        a run with a different config (the learning rates may differ with
+        ``allow_lr_change``, unless the run finished) or different data.
         """
         path = check_writable(workdir)
         primary = is_primary()
@@ -113,21 +126,40 @@ class RunDir:
                 path.mkdir(parents=True, exist_ok=True)
                 run.lock = lock_lib.lock(path)
                 run.steps_before = tuple(checkpoint_steps(path))
-                run.record_before = write_record(path, record, allow_lr_change, list(run.steps_before))
+                run._prepare(record, allow_lr_change)
             except BaseException as e:
                 error = e
-        if _primary_failed(error is not None):
+        if _from_primary(error is not None):
             run.close(failed=True)
             if error is not None:
                 raise error
             raise RunDirError(f"process 0 could not open {path} (its error line says why); fix that and re-run "
                               "every process")
+        if _from_primary(run.finished):
+            run.summary = run.summary or read_json(path / "summary.json")
+            return run
         try:
             run.manager = _checkpointer(path)
         except BaseException:
             run.close(failed=True)
             raise
         return run
+
+    def _prepare(self, record: dict, allow_lr_change: bool) -> None:
+        """Check the directory as a whole, then record this run (or note that it finished)."""
+        state = runstate.inspect(self.path, self.steps_before)
+        if state.finished:
+            check_finished(self.path, state.record, record, allow_lr_change)
+            self.summary = state.summary
+        else:
+            self.record_before = write_record(self.path, record, allow_lr_change, list(self.steps_before))
+
+    def finished_summary(self) -> dict:
+        """The summary of a run that had finished (:attr:`finished`), saying so in one line."""
+        if self.primary:
+            print(f"{self.path} holds a finished run of {self.summary.get('epochs')} epochs: nothing to train, "
+                  "its files are left as they are")
+        return self.summary
 
     def __enter__(self) -> "RunDir":
         return self

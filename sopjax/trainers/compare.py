@@ -4,6 +4,7 @@ compare them (:mod:`sopjax.evaluators.comparison` builds and writes the record).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import time
@@ -22,7 +23,8 @@ def run_comparison(cfg: Config, arrays, workdir, methods=("ce", "sop"), progress
     ``started``: ``time.perf_counter()`` when the caller began (e.g. before loading the data),
     so ``wall_s`` covers everything; default now. The 1-minute load average before and after
     is recorded too (the CPU may be shared). Re-running with the same ``workdir`` resumes each
-    method from its checkpoint (a finished method is reloaded, not retrained). Returns the
+    method from its checkpoint (a finished method is checked, not retrained, and a finished
+    comparison's files are left as they are and its comparison.json returned). Returns the
     record of :func:`comparison_record`. Raises ValueError for an unknown or repeated method,
     and whatever :func:`sopjax.trainers.fit.fit` raises.
     """
@@ -34,6 +36,8 @@ def run_comparison(cfg: Config, arrays, workdir, methods=("ce", "sop"), progress
         raise ValueError(f"--compare takes distinct methods among {', '.join(registry.names())} (e.g. ce,sop), "
                          f"got {','.join(methods)}")
     workdir = pathlib.Path(workdir)
+    # A comparison whose every method had finished is only re-checked: its files stay as they are.
+    done = (workdir / "comparison.json").is_file() and all((workdir / m / "summary.json").is_file() for m in methods)
     summaries, histories = {}, {}
     for m in methods:
         mcfg = dataclasses.replace(cfg, method=m).validate()
@@ -41,6 +45,8 @@ def run_comparison(cfg: Config, arrays, workdir, methods=("ce", "sop"), progress
         summaries[m] = fit(mcfg, arrays, workdir / m, progress=progress, log_epochs=True,
                            extra_config={**(extra_config or {}), "compared_in": str(workdir)}, **fit_kw)
         histories[m] = comparison.read_history(workdir / m)
+    if done:
+        return json.loads((workdir / "comparison.json").read_text())
     wall = time.perf_counter() - started
     record = comparison.comparison_record(cfg, summaries, histories, {
         "workdir": str(workdir), "wall_s": wall, "load_avg_1min": [load_before, os.getloadavg()[0]]})

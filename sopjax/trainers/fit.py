@@ -23,7 +23,7 @@ from sopjax.infra.rundir import RunDir
 from sopjax.pp.augment import epoch_batches
 from sopjax.trainers.logs import RunLogs
 from sopjax.trainers.loop import Callback, EpochTask, run_steps, train_epochs
-from sopjax.trainers.state import build_model, create_train_state, lr_schedule
+from sopjax.trainers.state import build_model, check_memory, create_train_state, lr_schedule
 from sopjax.trainers.step import StepSpec, device_step
 
 
@@ -77,6 +77,8 @@ def _prepare(cfg: Config, arrays: Arrays) -> tuple[Arrays, int]:
     per epoch). Raises ValueError naming the fix."""
     cfg.validate()
     arrays_lib.check_arrays(arrays)
+    if arrays.x_train.ndim == 4:  # images: a batch size whose activations cannot fit is refused here
+        check_memory(cfg, arrays.x_train.shape[1], 0)
     arrays = arrays_lib.split_validation(arrays, cfg.val_size, cfg.seed, cfg.val_holdout)
     spe = len(arrays.x_train) // cfg.batch_size
     if spe < 1:
@@ -109,6 +111,15 @@ def _initial_state(cfg: Config, arrays: Arrays, model, spe: int):
                               norm=norm[:2]), norm
 
 
+def _train(state, task: EpochTask, run: RunDir, spe: int, end: int, log_every: int, progress: bool,
+           callbacks: tuple[Callback, ...]):
+    """Epochs ``run.start_epoch`` to ``end``; process 0 also writes ``steps.jsonl`` and the
+    TensorBoard event files (:class:`~sopjax.trainers.logs.RunLogs`). Returns the state."""
+    with contextlib.closing(RunLogs([run.path] if run.primary else [], run.start_epoch * spe)) as logs:
+        return train_epochs(state, task, run.start_epoch, end, log_every, progress,
+                            ((logs,) if run.primary else ()) + tuple(callbacks))
+
+
 def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True, log_every: int = 25,
         extra_config: dict | None = None, stop_after_epochs: int | None = None, log_epochs: bool = False,
         allow_lr_change: bool = False, callbacks: tuple[Callback, ...] = ()) -> dict | None:
@@ -130,9 +141,10 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
       allow_lr_change: resume a run with new lr, lr_u, lr_v (recorded).
 
     Returns:
-      The summary dict, or None when ``stop_after_epochs`` ended this call early (call
-      again to resume). Units: ``cfg.epochs`` are passes over the training set; test
-      accuracy and the fit metrics are measured after every epoch.
+      The summary dict (a ``workdir`` whose run had finished is left untouched and its stored
+      summary returned), or None when ``stop_after_epochs`` ended this call early (call again
+      to resume). Units: ``cfg.epochs`` are passes over the training set; test accuracy and
+      the fit metrics are measured after every epoch.
 
     Raises:
       TrainingDiverged: on a NaN/inf metric or trained array.
@@ -146,13 +158,13 @@ def fit(cfg: Config, arrays: Arrays, workdir, model=None, progress: bool = True,
     if not arrays.labels.has_true_labels and (progress or log_epochs):
         print(noise.skipped_note())
     with RunDir.open(workdir, config_record(cfg, arrays, N, spe, extra_config, norm), allow_lr_change) as run:
+        if run.finished:
+            return run.finished_summary()
         state = run.restore(parallel.place_state(state, N))
         writer = MetricWriter(run.metrics_path, echo=progress or log_epochs)
         task, devs = _task(cfg, arrays, run, writer, spe)
         end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, run.start_epoch + stop_after_epochs)
-        with contextlib.closing(RunLogs([run.path] if run.primary else [], run.start_epoch * spe)) as logs:
-            state = train_epochs(state, task, run.start_epoch, end, log_every, progress,
-                                 ((logs,) if run.primary else ()) + tuple(callbacks))
+        state = _train(state, task, run, spe, end, log_every, progress, callbacks)
         if end < cfg.epochs:
             return None
         probs = evaluate(state, devs["x_train"], np.arange(N))

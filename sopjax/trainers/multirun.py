@@ -38,7 +38,10 @@ PER_RUN_FIELDS = ("seed", "label_set", "noise_rate")
 
 
 def check_compatible(cfgs: list[Config]) -> None:
-    """Raise ValueError unless the configs differ only in :data:`PER_RUN_FIELDS`."""
+    """Raise ValueError unless every config is valid (:meth:`Config.validate`) and they
+    differ only in :data:`PER_RUN_FIELDS`."""
+    for c in cfgs:
+        c.validate()
     base = {k: v for k, v in dataclasses.asdict(cfgs[0]).items() if k not in PER_RUN_FIELDS}
     for c in cfgs[1:]:
         diff = [k for k, v in base.items() if getattr(c, k) != v]
@@ -91,14 +94,20 @@ def train_epoch(states, epoch: int, x_all, y_all, cfg: Config, log_every: int = 
 
 
 def _open_runs(stack_ctx, cfgs, arrays_list, workdirs, states, extra_config):
-    """Open (or resume) every run directory; all must stand at the same epoch."""
-    runs, restored = [], []
-    for cfg, arrays, wd, st in zip(cfgs, arrays_list, workdirs, states):
+    """Open (or resume) every run directory; all must stand at the same epoch, or all have
+    finished (then ``restored`` is None)."""
+    runs = []
+    for cfg, arrays, wd in zip(cfgs, arrays_list, workdirs):
         N = len(arrays.x_train)
         record = config_record(cfg, arrays, N, N // cfg.batch_size, extra_config)
-        run = stack_ctx.enter_context(RunDir.open(wd, record))
-        runs.append(run)
-        restored.append(run.restore(st))
+        runs.append(stack_ctx.enter_context(RunDir.open(wd, record)))
+    done = [str(r.path) for r in runs if r.finished]
+    if done and len(done) < len(runs):
+        raise ValueError(f"{', '.join(done)} finished already but the other run directories did not; resume the "
+                         "others with separate commands")
+    if done:
+        return runs, None
+    restored = [run.restore(st) for run, st in zip(runs, states)]
     starts = {r.start_epoch for r in runs}
     if len(starts) > 1:
         raise ValueError(f"the run directories stand at different epochs {sorted(starts)}; "
@@ -116,8 +125,9 @@ def _task(cfgs, arrays_list, runs, writers, devs, spe: int) -> EpochTask:
         return lambda st, i: multi_step(st, batches[i], devs["x_train"], y_all, spec)
 
     def evaluate_epoch(states, epoch):
-        return [epoch_eval.epoch_record(unstack(states, i), a, devs, sub)
-                for i, (a, sub) in enumerate(zip(arrays_list, subs))]
+        return [epoch_eval.epoch_record(unstack(states, i), a, devs, sub,
+                                        epoch_eval.test_rows(c, len(a.x_test), epoch + 1 == cfg.epochs))
+                for i, (c, a, sub) in enumerate(zip(cfgs, arrays_list, subs))]
 
     def save(states, epoch):
         for i, run in enumerate(runs):
@@ -145,6 +155,8 @@ def fit_many(cfgs: list[Config], arrays_list: list, workdirs: list, model=None, 
     states = [create_train_state(c, model, a0.x_train, N, K, spe, norm=norm) for c in cfgs]
     with contextlib.ExitStack() as ctx:
         runs, states = _open_runs(ctx, cfgs, arrays_list, workdirs, states, extra_config)
+        if states is None:
+            return [r.finished_summary() for r in runs]
         devs, _ = device_arrays(a0)  # one copy of the images
         writers = [MetricWriter(r.metrics_path, echo=echo) for r in runs]
         task = _task(cfgs, arrays_list, runs, writers, devs, spe)

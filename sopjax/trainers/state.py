@@ -14,7 +14,7 @@ from sopjax.core.state import TrainState
 from sopjax.core.tables import NEVER, init_sample_stats, init_tables
 from sopjax.data import constants
 from sopjax.evaluators import neural_collapse
-from sopjax.infra import extras
+from sopjax.infra import extras, memory
 from sopjax.models import contract
 from sopjax.pp.augment import preprocess
 
@@ -102,3 +102,31 @@ def table_start_step(cfg: Config, steps_per_epoch: int) -> int:
     """The first optimizer step with lr_u > 0 (the end of ``uv_warmup_epochs``, rounded to
     whole steps as :func:`make_optimizer` does); :data:`~sopjax.core.tables.NEVER` when lr_u is 0."""
     return int(round(cfg.uv_warmup_epochs * steps_per_epoch)) if cfg.lr_u > 0 else NEVER
+
+
+def memory_estimate(cfg: Config, size: int, host_batches: int) -> tuple[float, float]:
+    """A lower bound, in bytes, of what training at ``size`` × ``size`` pixels takes: (host:
+    ``host_batches`` decoded uint8 batches in flight, e.g. one per loader worker plus two;
+    device: the float32 batch and the first layer, i.e. the first convolution's activations
+    and their gradient, or the MLP's first weight matrix with its gradient and momentum).
+    Deeper layers add more."""
+    b, pixels = cfg.batch_size, float(size) * size
+    host = host_batches * b * pixels * 3
+    if cfg.arch == "mlp":
+        first = 3 * pixels * 3 * max(8, int(512 * cfg.width)) * 4
+    else:
+        first = 2 * b * pixels * max(4, int(round(64 * cfg.width))) * 4
+    return host, b * pixels * 3 * 4 + first
+
+
+def check_memory(cfg: Config, size: int, host_batches: int) -> None:
+    """Raise :class:`sopjax.infra.memory.TooLarge` (a ValueError) when :func:`memory_estimate`
+    exceeds the memory available (host and device together on a CPU)."""
+    host, dev = memory_estimate(cfg, size, host_batches)
+    what = f"training {cfg.arch} on {size}x{size} images in batches of {cfg.batch_size}"
+    fix = "lower --image-size or --batch-size"
+    if jax.default_backend() == "cpu":
+        memory.check_fits(host + dev, what, fix)
+    else:
+        memory.check_fits(host, what + " (host batches)", fix)
+        memory.check_fits(dev, what, fix, device=True)

@@ -49,14 +49,14 @@ from sopjax.data.folder import FolderData, ImageList
 from sopjax.evaluators import detection, label_issues, plots
 from sopjax.evaluators.predict import EVAL_BATCH, normalize
 from sopjax.infra import parallel
-from sopjax.infra.jsonio import dumps, strict
+from sopjax.infra.jsonio import atomic_path, atomic_write, dumps, strict
 from sopjax.infra.metrics import MetricWriter
 from sopjax.infra.provenance import code_version
 from sopjax.infra.record import versions
 from sopjax.infra.rundir import RunDir, checkpoint_steps, is_primary
 from sopjax.trainers.logs import RunLogs
 from sopjax.trainers.loop import Callback, EpochTask, train_epochs
-from sopjax.trainers.state import build_model, create_train_state, lr_schedule
+from sopjax.trainers.state import build_model, check_memory, create_train_state, lr_schedule
 from sopjax.trainers.step import StepSpec, build_batch, train_step
 
 
@@ -191,13 +191,15 @@ def finish(cfg: Config, state, data: FolderData, history: list, path, workers: i
     path = pathlib.Path(path)
     if "u" in params:
         score = np.asarray(losses.noise_score(params["u"], params["v"], data.train.labels))
-        np.savez(path / "noise_scores.npz", score=score, ranking=detection.ranking(score),
-                 given_label=data.train.labels, score_name=np.array("sop_uv"), pred_probs=probs,
-                 **{k: np.array(v) for k, v in _class_names(data).items()})
+        with atomic_path(path / "noise_scores.npz") as tmp:
+            np.savez(tmp, score=score, ranking=detection.ranking(score), given_label=data.train.labels,
+                     score_name=np.array("sop_uv"), pred_probs=probs,
+                     **{k: np.array(v) for k, v in _class_names(data).items()})
     summary["label_issues"] = issue_report(cfg, state, params, probs, data, path, names)
-    (path / "summary.json").write_text(dumps(summary, indent=1))
     where = data.sources["label_file"] or data.sources["image_root"]
-    plots.training_panel(history, path / "training_curves.png", title=f"{cfg.method} on {where}")
+    with atomic_path(path / "training_curves.png") as tmp:
+        plots.training_panel(history, tmp, title=f"{cfg.method} on {where}")
+    atomic_write(path / "summary.json", dumps(summary, indent=1))  # last: it marks the run finished
     return summary
 
 
@@ -227,8 +229,9 @@ def thumbnail(paths, i: int, side: int = 64) -> np.ndarray:
         return np.asarray(im, np.uint8)
 
 
-def _check(cfg: Config, data: FolderData) -> int:
+def _check(cfg: Config, data: FolderData, workers: int = 0) -> int:
     cfg.validate()
+    check_memory(cfg, data.image_size, workers + 2)
     N, spe = len(data.train.paths), steps_per_epoch(cfg, len(data.train.paths))
     if spe < 1:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {N} training images; lower --batch-size")
@@ -261,7 +264,7 @@ def fit_stream(cfg: Config, data: FolderData, workdir, model=None, workers: int 
     """Train ``cfg`` on the folder ``data`` in ``workdir``, resuming from its newest checkpoint
     (TrainState and loader position). Returns the summary, or None when ``stop_after_epochs``
     ended this call early. Raises as :func:`sopjax.trainers.fit.fit` does."""
-    spe = _check(cfg, data)
+    spe = _check(cfg, data, workers)
     N, K = len(data.train.paths), data.num_classes
     names = data.sources.get("class_names") or folder.read_class_names(data.sources["label_file"],
                                                                          data.sources["image_root"], K)
@@ -270,6 +273,8 @@ def fit_stream(cfg: Config, data: FolderData, workdir, model=None, workers: int 
     state = create_train_state(cfg, model, example, N, K, spe)
     check_workers(workdir, workers)
     with RunDir.open(workdir, config_record(cfg, data, spe, workers, extra_config), allow_lr_change) as run:
+        if run.finished:
+            return run.finished_summary()
         it = iter(train_loader(cfg, data, workers))
         state = run.restore(parallel.place_state(state, N), loader=it)
         writer = MetricWriter(run.metrics_path, echo=progress or log_epochs)
