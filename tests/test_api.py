@@ -33,11 +33,12 @@ def test_an_unknown_name_is_an_attribute_error():
 
 
 def test_import_sopjax_loads_no_training_stack_until_a_name_is_used():
+    # only the XLA-flags module (os and sys) runs at import: it must act before JAX starts
     code = ("import sys, sopjax; before = {m for m in sys.modules if m.startswith(('sopjax.', 'jax', 'flax'))}; "
             "sopjax.sop_loss; after = {m for m in sys.modules if m.startswith('sopjax.')}; "
             "print(sorted(before), 'sopjax.trainers.fit' in after, 'sopjax.core.losses' in after)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[] False True"
+    assert out.strip() == "['sopjax.infra', 'sopjax.infra.xla_flags'] False True"
 
 
 def test_the_installed_version_is_sopjax_version():
