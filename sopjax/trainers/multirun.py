@@ -93,13 +93,14 @@ def train_epoch(states, epoch: int, x_all, y_all, cfg: Config, log_every: int = 
     return run_steps(states, task, epoch, log_every)
 
 
-def _open_runs(stack_ctx, cfgs, arrays_list, workdirs, states, extra_config):
-    """Open (or resume) every run directory; all must stand at the same epoch, or all have
+def _open_runs(stack_ctx, cfgs, arrays_list, workdirs, states, extra_config, norm=None):
+    """Open (or resume) every run directory, each recording the input normalization ``norm``
+    (mean, std, source) as ``fit`` does; all must stand at the same epoch, or all have
     finished (then ``restored`` is None)."""
     runs = []
     for cfg, arrays, wd in zip(cfgs, arrays_list, workdirs):
         N = len(arrays.x_train)
-        record = config_record(cfg, arrays, N, N // cfg.batch_size, extra_config)
+        record = config_record(cfg, arrays, N, N // cfg.batch_size, extra_config, norm)
         runs.append(stack_ctx.enter_context(RunDir.open(wd, record)))
     done = [str(r.path) for r in runs if r.finished]
     if done and len(done) < len(runs):
@@ -151,10 +152,10 @@ def fit_many(cfgs: list[Config], arrays_list: list, workdirs: list, model=None, 
     N, K = len(a0.x_train), a0.num_classes
     spe = N // cfg.batch_size
     model = model or build_model(cfg, K)
-    norm = constants.input_stats(cfg.dataset, a0.x_train)[:2]
-    states = [create_train_state(c, model, a0.x_train, N, K, spe, norm=norm) for c in cfgs]
+    norm = constants.input_stats(cfg.dataset, a0.x_train)
+    states = [create_train_state(c, model, a0.x_train, N, K, spe, norm=norm[:2]) for c in cfgs]
     with contextlib.ExitStack() as ctx:
-        runs, states = _open_runs(ctx, cfgs, arrays_list, workdirs, states, extra_config)
+        runs, states = _open_runs(ctx, cfgs, arrays_list, workdirs, states, extra_config, norm)
         if states is None:
             return [r.finished_summary() for r in runs]
         devs, _ = device_arrays(a0)  # one copy of the images

@@ -11,20 +11,10 @@ import pytest
 from sopjax import configs as config_lib
 from sopjax import models
 from sopjax.data import arrays as arrays_lib
-
-# Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
-from sopjax.data import noise
+from sopjax.data import constants, noise
 from sopjax.trainers import fit as fit_lib
-
-# Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
 from sopjax.trainers import multirun
 from sopjax.trainers import state as tstate
-
-# Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
-
-# Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
-
-# Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
 
 # Compiles for several device layouts or runs; > 20 s on the shared 2-core CPU.
 pytestmark = pytest.mark.slow
@@ -114,8 +104,13 @@ def test_fit_many_writes_one_run_directory_each(both, tmp_path):
     dirs = [tmp_path / f"s{s}" for s in SEEDS]
     summaries = multirun.fit_many(cs, runs, dirs, model=model, echo=False)
     assert [s["seed"] for s in summaries] == list(SEEDS)
+    mean, std, source = constants.input_stats(cs[0].dataset, x)
     for d, c in zip(dirs, cs):
-        assert json.loads((d / "config.json").read_text())["seed"] == c.seed
+        record = json.loads((d / "config.json").read_text())
+        assert record["seed"] == c.seed
+        # the normalization the runs trained with is recorded, as a single run records it
+        assert record["input_normalization"] == {"mean": [float(m) for m in mean], "std": [float(v) for v in std],
+                                                 "source": source}
         assert (d / "summary.json").exists() and (d / "noise_scores.npz").exists()
     line = json.loads((dirs[1] / "metrics.jsonl").read_text().splitlines()[0])
     assert rel(ref["train_loss"], line["train_loss"]) <= RTOL
