@@ -108,7 +108,7 @@ class BatchNorm(nn.Module):
             if jnp.dtype(self.dtype) != jnp.float32:
                 # bfloat16: the closed-form gradient converts once per layer where autodiff's
                 # converts at every term; 1.2x faster step at width 1/2 on a CPU, no gain in
-                # float32 (docs/speed.md). XLA computes the statistics once for both uses.
+                # float32 (docs/speed.md). The statistics above feed only the running estimates here.
                 return normalize(x.astype(self.dtype), scale, bias, jnp.float32(self.epsilon))
         mul = scale * jax.lax.rsqrt(var + self.epsilon)
         return x.astype(self.dtype) * mul.astype(self.dtype) + (bias - mean * mul).astype(self.dtype)

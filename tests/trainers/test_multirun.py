@@ -125,9 +125,9 @@ def test_runs_that_cannot_share_a_step_are_refused():
 
 
 def test_cli_seeds_override_the_cpu_default_comparison(monkeypatch, capsys):
-    # The Done-when command `--subset 1024 --epochs 1 --seeds 0,1` (no --preset) must run the
-    # seeds, not the cpu-compare preset's CE-vs-SOP comparison, and --compare with --seeds is
-    # refused rather than one of them silently ignored.
+    # `--subset 1024 --epochs 1 --seeds 0,1` without --preset runs the seeds, not the
+    # cpu-compare preset's CE-vs-SOP comparison, and --compare with --seeds is refused rather
+    # than one of them silently ignored.
     from experiments import cifar
 
     called = []
